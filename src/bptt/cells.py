@@ -1,0 +1,369 @@
+"""Recurrent cells: parameters, the forward loop and the hand-derived step VJP.
+
+Every cell maps ``state_{t-1}`` (B, S) and an input projection ``xproj_t``
+(B, G*H) to ``state_t``.  ``S = H`` except for the LSTM (``S = 2H``: ``[h, c]``);
+the readout always sees ``state[..., :H]``.
+
+The split of work follows DESIGN §1: the input projection ``X @ W_x + b`` and the
+weight gradients are single large matrix products done *outside* the time loop;
+only the recurrent products (``h @ W_h`` forward, ``dpre @ W_h.T`` backward) and
+elementwise work run inside it.  Elementwise derivative factors that do not depend on
+the incoming gradient are precomputed once per forward pass (``prepare_backward``).
+
+Backward layout: the gradient flowing into a step is a 2-D array ``delta`` of shape
+(B*K, S), row ``b*K + k`` holding batch element b of estimator sample k, so that the
+K samples of an estimator share one GEMM per step.  ``backward_step`` writes the
+gradients of the step's pre-activations into ``outs`` (one (B*K, width) array per
+entry of ``grad_widths``) and returns the gradient with respect to ``state_{t-1}``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _per_batch(coef, K):
+    """View a (B, W) factor so that it broadcasts against (B*K, W) rows seen as (B, K, W)."""
+    return coef[:, None, :]
+
+
+def _rows(a, K):
+    """View (B*K, W) as (B, K, W)."""
+    return a.reshape(-1, K, a.shape[-1])
+
+
+def _uniform(rng, shape, scale, dtype):
+    return rng.uniform(-scale, scale, size=shape).astype(dtype)
+
+
+class Cell:
+    """Base class. Subclasses define the gate count and the step algebra."""
+
+    name = "base"
+    gates = 1
+    state_factor = 1
+
+    def state_size(self, hidden):
+        return self.state_factor * hidden
+
+    def init(self, input_size, hidden, rng, dtype=np.float64):
+        """Uniform(-1/sqrt(H), 1/sqrt(H)) init, as PyTorch's RNN modules do.
+
+        Returns a dict ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,).
+        """
+        s = 1.0 / np.sqrt(hidden)
+        gh = self.gates * hidden
+        return {
+            "W_x": _uniform(rng, (input_size, gh), s, dtype),
+            "W_h": _uniform(rng, (hidden, gh), s, dtype),
+            "b": _uniform(rng, (gh,), s, dtype),
+        }
+
+    def param_shapes(self, input_size, hidden):
+        gh = self.gates * hidden
+        return {"W_x": (input_size, gh), "W_h": (hidden, gh), "b": (gh,)}
+
+    def initial_state(self, batch, hidden, dtype):
+        return np.zeros((batch, self.state_size(hidden)), dtype=dtype)
+
+    def input_projection(self, params, X):
+        """(T, B, D) -> (T, B, G*H): one GEMM for the whole sequence."""
+        T, B, D = X.shape
+        return (X.reshape(T * B, D) @ params["W_x"] + params["b"]).reshape(T, B, -1)
+
+    def grad_widths(self, hidden):
+        return (self.gates * hidden,)
+
+    def recurrent_grad_inputs(self, states, cache):
+        """Arrays (T, B, H) that multiply each ``outs`` block in ``dW_h``."""
+        H = cache["H"]
+        return (states[:-1, :, :H],)
+
+    def param_grads(self, params, X, states, cache, stores, K):
+        """Weight gradients from the stored pre-activation gradients.
+
+        ``stores[i]`` has shape (T, B*K, width_i).  Returns ``{name: (K, *shape)}``.
+        One GEMM per parameter block, over all T*B rows at once.
+        """
+        T, B, D = X.shape
+        Xf = X.reshape(T * B, D)
+        dWx, dWh, db = [], [], []
+        for store, rec in zip(stores, self.recurrent_grad_inputs(states, cache)):
+            w = store.shape[-1]
+            P = store.reshape(T * B, K * w)
+            dWx.append((Xf.T @ P).reshape(D, K, w))
+            dWh.append((rec.reshape(T * B, -1).T @ P).reshape(-1, K, w))
+            db.append(P.sum(axis=0).reshape(K, w))
+        cat = lambda parts, axis: parts[0] if len(parts) == 1 else np.concatenate(parts, axis)
+        return {
+            "W_x": cat(dWx, -1).transpose(1, 0, 2),
+            "W_h": cat(dWh, -1).transpose(1, 0, 2),
+            "b": cat(db, -1),
+        }
+
+
+class Linear(Cell):
+    """``h_t = x_t W_x + h_{t-1} W_h + b`` (identity activation, d2l §9.7)."""
+
+    name = "linear"
+
+    def forward(self, params, xproj, state0):
+        T, B, H = xproj.shape
+        states = np.empty((T + 1, B, H), dtype=xproj.dtype)
+        states[0] = state0
+        W_h = params["W_h"]
+        for t in range(T):
+            np.matmul(states[t], W_h, out=states[t + 1])
+            states[t + 1] += xproj[t]
+        return states, {"H": H}
+
+    def prepare_backward(self, params, states, cache):
+        return cache
+
+    def backward_step(self, params, cache, t, delta, outs, K):
+        outs[0][...] = delta
+        return delta @ params["W_h"].T
+
+
+class Tanh(Cell):
+    """``h_t = tanh(x_t W_x + h_{t-1} W_h + b)`` (d2l's RNNScratch)."""
+
+    name = "tanh"
+
+    def forward(self, params, xproj, state0):
+        T, B, H = xproj.shape
+        states = np.empty((T + 1, B, H), dtype=xproj.dtype)
+        states[0] = state0
+        W_h = params["W_h"]
+        for t in range(T):
+            pre = states[t + 1]
+            np.matmul(states[t], W_h, out=pre)
+            pre += xproj[t]
+            np.tanh(pre, out=pre)
+        return states, {"H": H}
+
+    def prepare_backward(self, params, states, cache):
+        h = states[1:]
+        cache["dtanh"] = 1.0 - h * h
+        return cache
+
+    def backward_step(self, params, cache, t, delta, outs, K):
+        dpre = outs[0]
+        np.multiply(_rows(delta, K), _per_batch(cache["dtanh"][t], K), out=_rows(dpre, K))
+        return dpre @ params["W_h"].T
+
+
+class GRU(Cell):
+    """d2l's GRU: gates z (update), r (reset), candidate n.
+
+    ``z = σ(x W_xz + h W_hz + b_z)``, ``r = σ(x W_xr + h W_hr + b_r)``,
+    ``n = tanh(x W_xn + (r ⊙ h) W_hn + b_n)``, ``h' = z ⊙ h + (1 - z) ⊙ n``.
+    Column blocks of ``W_x``, ``W_h`` and ``b`` are ordered [z, r, n].
+    """
+
+    name = "gru"
+    gates = 3
+
+    def forward(self, params, xproj, state0):
+        T, B, G3 = xproj.shape
+        H = G3 // 3
+        dt = xproj.dtype
+        states = np.empty((T + 1, B, H), dtype=dt)
+        states[0] = state0
+        z = np.empty((T, B, H), dt)
+        r = np.empty((T, B, H), dt)
+        n = np.empty((T, B, H), dt)
+        rh = np.empty((T, B, H), dt)
+        W_zr = params["W_h"][:, : 2 * H]
+        W_n = params["W_h"][:, 2 * H :]
+        for t in range(T):
+            h = states[t]
+            a = h @ W_zr
+            a += xproj[t, :, : 2 * H]
+            g = _sigmoid(a)
+            z[t] = g[:, :H]
+            r[t] = g[:, H:]
+            np.multiply(r[t], h, out=rh[t])
+            c = rh[t] @ W_n
+            c += xproj[t, :, 2 * H :]
+            np.tanh(c, out=n[t])
+            # h' = n + z (h - n)
+            np.subtract(h, n[t], out=states[t + 1])
+            states[t + 1] *= z[t]
+            states[t + 1] += n[t]
+        return states, {"H": H, "z": z, "r": r, "n": n, "rh": rh}
+
+    def prepare_backward(self, params, states, cache):
+        z, r, n = cache["z"], cache["r"], cache["n"]
+        h_prev = states[:-1]
+        cache["c_n"] = (1.0 - z) * (1.0 - n * n)
+        cache["c_z"] = (h_prev - n) * z * (1.0 - z)
+        cache["c_r"] = h_prev * r * (1.0 - r)
+        return cache
+
+    def grad_widths(self, hidden):
+        return (2 * hidden, hidden)
+
+    def recurrent_grad_inputs(self, states, cache):
+        return (states[:-1], cache["rh"])
+
+    def backward_step(self, params, cache, t, delta, outs, K):
+        H = cache["H"]
+        dzr, dn = outs
+        W_h = params["W_h"]
+        d3 = _rows(delta, K)
+        np.multiply(d3, _per_batch(cache["c_n"][t], K), out=_rows(dn, K))
+        drh = dn @ W_h[:, 2 * H :].T
+        dzr3 = _rows(dzr, K)
+        np.multiply(d3, _per_batch(cache["c_z"][t], K), out=dzr3[..., :H])
+        np.multiply(_rows(drh, K), _per_batch(cache["c_r"][t], K), out=dzr3[..., H:])
+        dprev = dzr @ W_h[:, : 2 * H].T
+        p3 = _rows(dprev, K)
+        p3 += d3 * _per_batch(cache["z"][t], K)
+        p3 += _rows(drh, K) * _per_batch(cache["r"][t], K)
+        return dprev
+
+
+class LSTM(Cell):
+    """LSTM with gates i, f, g (candidate), o; state ``[h, c]`` of size 2H.
+
+    ``c' = f ⊙ c + i ⊙ g``, ``h' = o ⊙ tanh(c')``.  Column blocks ordered [i, f, g, o].
+    """
+
+    name = "lstm"
+    gates = 4
+    state_factor = 2
+
+    def forward(self, params, xproj, state0):
+        T, B, G4 = xproj.shape
+        H = G4 // 4
+        dt = xproj.dtype
+        states = np.empty((T + 1, B, 2 * H), dtype=dt)
+        states[0] = state0
+        gates = np.empty((T, B, 4 * H), dt)
+        tc = np.empty((T, B, H), dt)
+        W_h = params["W_h"]
+        for t in range(T):
+            a = gates[t]
+            np.matmul(states[t, :, :H], W_h, out=a)
+            a += xproj[t]
+            a[:, : 2 * H] = _sigmoid(a[:, : 2 * H])
+            np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
+            a[:, 3 * H :] = _sigmoid(a[:, 3 * H :])
+            c = states[t + 1, :, H:]
+            np.multiply(a[:, H : 2 * H], states[t, :, H:], out=c)
+            c += a[:, :H] * a[:, 2 * H : 3 * H]
+            np.tanh(c, out=tc[t])
+            np.multiply(a[:, 3 * H :], tc[t], out=states[t + 1, :, :H])
+        return states, {"H": H, "gates": gates, "tc": tc}
+
+    def prepare_backward(self, params, states, cache):
+        H = cache["H"]
+        g = cache["gates"]
+        i, f, gg, o = g[..., :H], g[..., H : 2 * H], g[..., 2 * H : 3 * H], g[..., 3 * H :]
+        tc = cache["tc"]
+        c_prev = states[:-1, :, H:]
+        cache["c_c"] = o * (1.0 - tc * tc)  # dh -> dc'
+        cache["c_i"] = gg * i * (1.0 - i)
+        cache["c_f"] = c_prev * f * (1.0 - f)
+        cache["c_g"] = i * (1.0 - gg * gg)
+        cache["c_o"] = tc * o * (1.0 - o)
+        cache["f"] = np.ascontiguousarray(f)
+        return cache
+
+    def recurrent_grad_inputs(self, states, cache):
+        return (states[:-1, :, : cache["H"]],)
+
+    def backward_step(self, params, cache, t, delta, outs, K):
+        H = cache["H"]
+        d3 = _rows(delta, K)
+        dh, dc = d3[..., :H], d3[..., H:]
+        dc_tot = dc + dh * _per_batch(cache["c_c"][t], K)
+        dpre = _rows(outs[0], K)
+        np.multiply(dc_tot, _per_batch(cache["c_i"][t], K), out=dpre[..., :H])
+        np.multiply(dc_tot, _per_batch(cache["c_f"][t], K), out=dpre[..., H : 2 * H])
+        np.multiply(dc_tot, _per_batch(cache["c_g"][t], K), out=dpre[..., 2 * H : 3 * H])
+        np.multiply(dh, _per_batch(cache["c_o"][t], K), out=dpre[..., 3 * H :])
+        dprev = np.empty_like(delta)
+        dprev[:, :H] = outs[0] @ params["W_h"].T
+        np.multiply(dc_tot, _per_batch(cache["f"][t], K), out=_rows(dprev, K)[..., H:])
+        return dprev
+
+
+class Influence(Cell):
+    """The influence-balancing system (Tallec & Ollivier): ``s_t = A s_{t-1} + θ u``.
+
+    ``A = 0.5 I + 0.5 N`` (N the superdiagonal shift), ``u`` = +1 on the first ``p``
+    units and -1 on the rest.  The only parameter is the scalar θ; the input is a
+    constant 1 (D = 1) so ``xproj_t = θ u``.  ``hidden`` is the number of units n.
+    """
+
+    name = "influence"
+
+    def __init__(self, n=23, positive=10, theta0=0.5):
+        if not 0 < positive <= n:
+            raise ValueError(f"influence: need 0 < p <= n, got n={n}, p={positive}")
+        self.n = n
+        self.positive = positive
+        self.theta0 = theta0
+
+    def system(self, n, dtype=np.float64):
+        A = 0.5 * np.eye(n, dtype=dtype) + 0.5 * np.eye(n, k=1, dtype=dtype)
+        u = -np.ones(n, dtype=dtype)
+        u[: self.positive] = 1.0
+        return A, u
+
+    def init(self, input_size, hidden, rng, dtype=np.float64):
+        return {"theta": np.full((1,), self.theta0, dtype=dtype)}
+
+    def param_shapes(self, input_size, hidden):
+        return {"theta": (1,)}
+
+    def initial_state(self, batch, hidden, dtype):
+        return np.ones((batch, hidden), dtype=dtype)
+
+    def input_projection(self, params, X):
+        _, u = self.system(self.n, X.dtype)
+        return X[..., :1] * (params["theta"][0] * u)
+
+    def forward(self, params, xproj, state0):
+        T, B, n = xproj.shape
+        A, _ = self.system(n, xproj.dtype)
+        states = np.empty((T + 1, B, n), dtype=xproj.dtype)
+        states[0] = state0
+        AT = A.T.copy()
+        for t in range(T):
+            np.matmul(states[t], AT, out=states[t + 1])
+            states[t + 1] += xproj[t]
+        return states, {"H": n, "A": A}
+
+    def prepare_backward(self, params, states, cache):
+        return cache
+
+    def backward_step(self, params, cache, t, delta, outs, K):
+        outs[0][...] = delta
+        return delta @ cache["A"]
+
+    def param_grads(self, params, X, states, cache, stores, K):
+        T, B, _ = X.shape
+        n = cache["H"]
+        _, u = self.system(n, X.dtype)
+        P = stores[0].reshape(T, B, K, n)
+        dtheta = np.einsum("tbkn,tb,n->k", P, X[..., 0], u)
+        return {"theta": dtheta[:, None]}
+
+
+CELLS = {c.name: c for c in (Linear, Tanh, GRU, LSTM, Influence)}
+
+
+def get_cell(name, **kwargs):
+    """Instantiate a cell by name; unknown names list the valid ones."""
+    try:
+        cls = CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(sorted(CELLS))}") from None
+    return cls(**kwargs)

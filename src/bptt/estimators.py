@@ -1,0 +1,211 @@
+"""Gradient estimators: full, regular(τ), windowed(τ), randomized(schedule).
+
+Each estimator is a *plan* for the shared backward recursion (``backprop.backward``):
+edge multipliers (K, T), optional injection weights, and whether samples are summed.
+K samples of any estimator share one forward pass; deterministic estimators are
+computed once and repeated.
+
+    >>> est = parse_estimator("randomized:power:8")
+    >>> loss, G = sample(model, params, batch, est, K=64, rng=rng)   # G: (64, n_params)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backprop import backward
+from .schedules import SCHEDULES, make_schedule
+
+
+class Estimator:
+    kind = "base"
+    deterministic = True
+
+    def plan(self, T, K, rng):
+        """Return ``(multipliers (K', T), inject (K', T) | None, reduce)``."""
+        raise NotImplementedError
+
+    @property
+    def label(self):
+        return self.kind
+
+    def __repr__(self):
+        return self.label
+
+
+class Full(Estimator):
+    """Exact gradient: every edge kept."""
+
+    kind = "full"
+
+    def plan(self, T, K, rng):
+        return np.ones((1, T)), None, False
+
+
+def _check_tau(tau):
+    if int(tau) != tau or tau < 1:
+        raise ValueError(f"truncation length tau must be an integer >= 1, got {tau}")
+    return int(tau)
+
+
+class Regular(Estimator):
+    """d2l's truncation: chunks of τ, state carried but detached (TBPTT(τ, τ))."""
+
+    kind = "regular"
+
+    def __init__(self, tau):
+        self.tau = _check_tau(tau)
+
+    @property
+    def label(self):
+        return f"regular({self.tau})"
+
+    def plan(self, T, K, rng):
+        t = np.arange(T)
+        m = np.where((t > 0) & (t % self.tau == 0), 0.0, 1.0)
+        return m[None, :], None, False
+
+
+class Windowed(Estimator):
+    """Each loss l_t backpropagates exactly τ steps (TBPTT(1, τ)); cost O(T τ).
+
+    Slot r carries the gradient of the losses at steps t ≡ r (mod τ); at step s the
+    slot of the loss entering the window is reset, which drops the loss leaving it.
+    """
+
+    kind = "windowed"
+
+    def __init__(self, tau):
+        self.tau = _check_tau(tau)
+
+    @property
+    def label(self):
+        return f"windowed({self.tau})"
+
+    def plan(self, T, K, rng):
+        slots = min(self.tau, T)
+        r = np.arange(slots)[:, None]
+        t = np.arange(T)[None, :]
+        inject = (t % slots == r).astype(np.float64)
+        if self.tau < T:
+            # edge into step t drops the loss at step t-1+τ from slot (t-1) mod τ
+            m = np.where((t > 0) & ((t - 1) % slots == r), 0.0, 1.0)
+        else:
+            m = np.ones((slots, T))
+        return m, inject, True
+
+
+class Randomized(Estimator):
+    """Tallec & Ollivier's unbiased randomized truncation under a schedule."""
+
+    kind = "randomized"
+    deterministic = False
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    @property
+    def label(self):
+        return f"randomized-{self.schedule.name}({self.schedule.mean:g})"
+
+    def plan(self, T, K, rng):
+        if rng is None:
+            raise ValueError("randomized estimator needs an rng")
+        cuts = self.schedule.sample_cuts(T, rng, size=K)
+        return self.schedule.multipliers(cuts), None, False
+
+
+KINDS = ("full", "regular", "windowed", "randomized")
+
+
+def make_estimator(kind, tau=None, schedule=None, **schedule_params):
+    """Build an estimator. ``tau`` is the truncation length or the schedule's mean."""
+    if kind == "full":
+        return Full()
+    if kind in ("regular", "windowed"):
+        if tau is None:
+            raise ValueError(f"{kind} needs tau")
+        return Regular(tau) if kind == "regular" else Windowed(tau)
+    if kind == "randomized":
+        if schedule is None or tau is None:
+            raise ValueError(
+                f"randomized needs a schedule ({', '.join(SCHEDULES)}) and its mean tau"
+            )
+        return Randomized(make_schedule(schedule, tau, **schedule_params))
+    raise ValueError(f"unknown estimator {kind!r}; valid estimators: {', '.join(KINDS)}")
+
+
+def parse_estimator(spec):
+    """``full`` | ``regular:8`` | ``windowed:8`` | ``randomized:<schedule>:<mean>[:k=v,...]``."""
+    parts = spec.split(":")
+    kind = parts[0]
+    if kind == "full" and len(parts) == 1:
+        return Full()
+    if kind in ("regular", "windowed") and len(parts) == 2:
+        return make_estimator(kind, tau=_number(parts[1], spec))
+    if kind == "randomized" and len(parts) in (3, 4):
+        extra = {}
+        if len(parts) == 4 and parts[3]:
+            for kv in parts[3].split(","):
+                k, _, v = kv.partition("=")
+                extra[k] = _number(v, spec)
+        return make_estimator(kind, tau=_number(parts[2], spec), schedule=parts[1], **extra)
+    if kind not in KINDS:
+        raise ValueError(f"unknown estimator {kind!r}; valid estimators: {', '.join(KINDS)}")
+    raise ValueError(
+        f"bad estimator spec {spec!r}; expected full, regular:TAU, windowed:TAU or "
+        f"randomized:SCHEDULE:MEAN[:key=value,...]"
+    )
+
+
+def _number(text, spec):
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"bad number {text!r} in estimator spec {spec!r}") from None
+    return int(v) if v.is_integer() else v
+
+
+# -- sampling ------------------------------------------------------------------
+
+# Upper bound on the bytes of stored pre-activation gradients per backward call;
+# larger K is processed in chunks that still share the one forward pass.
+MAX_STORE_BYTES = 512 * 2**20
+
+
+def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K=1, rng=None):
+    """(K, n_params) gradient samples of ``estimator`` given a shared forward pass."""
+    T, B, _ = seed.shape
+    m, inject, reduce = estimator.plan(T, 1 if estimator.deterministic else K, rng)
+    width = sum(model.rnn.grad_widths(model.hidden_size))
+    per_sample = T * B * width * seed.dtype.itemsize
+    chunk = m.shape[0] if reduce else max(1, int(MAX_STORE_BYTES // per_sample))
+    parts = []
+    for lo in range(0, m.shape[0], chunk):
+        sl = slice(lo, lo + chunk)
+        g = backward(model, params, fwd, seed, m[sl], None if inject is None else inject[sl], reduce)
+        for name, val in readout_grads.items():
+            g[name] = np.broadcast_to(val, (g[next(iter(g))].shape[0],) + val.shape)
+        parts.append(model.flatten(g, K=g[next(iter(g))].shape[0]))
+    G = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    if G.shape[0] != K:
+        G = np.repeat(G, K, axis=0) if G.shape[0] == 1 else G
+    return G
+
+
+def sample(model, params, batch, estimator, K=1, rng=None):
+    """One forward pass on ``batch = (X, Y, mask)``; return ``(loss, (K, n_params))``."""
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    loss, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+    return loss, gradients_from_forward(model, params, fwd, seed, ro, estimator, K, rng)
+
+
+def sample_many(model, params, batch, estimators, K=1, rng=None):
+    """Several estimators from one shared forward pass: ``(loss, {label: (K, P)})``."""
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    loss, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+    return loss, {
+        e.label: gradients_from_forward(model, params, fwd, seed, ro, e, K, rng) for e in estimators
+    }
