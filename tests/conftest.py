@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from bptt import Model
+
+
+def make_batch(rng, T, B, V, loss="xent"):
+    X = np.eye(V)[rng.integers(0, V, (T, B))]
+    if loss == "xent":
+        Y = rng.integers(0, V, (T, B))
+    else:
+        Y = rng.normal(size=(T, B, V))
+    mask = np.ones((T, B))
+    return X, Y, mask
+
+
+@pytest.fixture
+def small_problem():
+    """A tiny tanh model and batch in float64."""
+
+    def build(cell="tanh", T=8, B=3, V=4, H=3, loss="xent", seed=0):
+        rng = np.random.default_rng(seed)
+        model = Model(cell, V, H, V, loss=loss)
+        params = model.init(np.random.default_rng(seed + 1))
+        return model, params, make_batch(rng, T, B, V, loss)
+
+    return build

@@ -1,0 +1,196 @@
+"""Equalities between estimators, exact unbiasedness by enumeration, Monte Carlo."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bptt import estimators as E
+from bptt.backprop import backward
+from bptt.losses import LOSSES
+from bptt.schedules import make_schedule
+
+CELLS = ["linear", "tanh", "gru", "lstm"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("tau", [9, 10, 50])
+def test_long_truncations_equal_full(small_problem, cell, tau):
+    model, params, batch = small_problem(cell=cell, T=9)
+    _, full = E.sample(model, params, batch, E.Full())
+    for est in (E.Regular(tau), E.Windowed(tau)):
+        _, G = E.sample(model, params, batch, est)
+        np.testing.assert_allclose(G, full, rtol=0, atol=1e-12 * np.abs(full).max())
+
+
+def reference_truncated(model, params, batch, spans, eps=1e-6):
+    """Slow reference: Σ over (t0, t1, owners) of finite-difference gradients of the
+    losses at steps ``owners`` with the state entering step t0 held fixed.
+
+    Independent of the engine's backward code: it only reruns forward steps.
+    """
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    total = mask.sum()
+    flat = model.flatten(params)
+
+    def piece_loss(f, t0, t1, owners):
+        p = model.unflatten(f)
+        xs = X[t0 : t1 + 1]
+        xproj = model.rnn.input_projection(p, xs)
+        states, _ = model.rnn.forward(p, xproj, fwd.states[t0])
+        W_o, b_o = model.readout(p)
+        out = states[1:, :, : model.hidden_size] @ W_o + b_o
+        w = np.zeros_like(mask[t0 : t1 + 1])
+        for s in owners:
+            w[s - t0] = mask[s]
+        if not w.any():
+            return 0.0
+        l, _ = LOSSES[model.loss](out, Y[t0 : t1 + 1], w)
+        return l * w.sum() / total
+
+    g = np.zeros_like(flat)
+    for t0, t1, owners in spans:
+        for i in range(flat.size):
+            f = flat.copy()
+            f[i] += eps
+            lp = piece_loss(f, t0, t1, owners)
+            f[i] -= 2 * eps
+            lm = piece_loss(f, t0, t1, owners)
+            g[i] += (lp - lm) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("tau", [1, 3])
+def test_windowed_against_slow_reference(small_problem, cell, tau):
+    T = 7
+    model, params, batch = small_problem(cell=cell, T=T, B=2, V=3, H=2)
+    _, G = E.sample(model, params, batch, E.Windowed(tau))
+    # loss at t sees the steps max(0, t-τ+1) .. t
+    spans = [(max(0, t - tau + 1), t, [t]) for t in range(T)]
+    ref = reference_truncated(model, params, batch, spans)
+    np.testing.assert_allclose(G[0], ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("tau", [1, 3])
+def test_regular_against_slow_reference(small_problem, cell, tau):
+    T = 7
+    model, params, batch = small_problem(cell=cell, T=T, B=2, V=3, H=2)
+    _, G = E.sample(model, params, batch, E.Regular(tau))
+    spans = [(s, min(s + tau, T) - 1, list(range(s, min(s + tau, T)))) for s in range(0, T, tau)]
+    ref = reference_truncated(model, params, batch, spans)
+    np.testing.assert_allclose(G[0], ref, rtol=1e-6, atol=1e-9)
+
+
+def test_windowed_one_equals_regular_one(small_problem):
+    model, params, batch = small_problem(cell="gru", T=9)
+    _, a = E.sample(model, params, batch, E.Windowed(1))
+    _, b = E.sample(model, params, batch, E.Regular(1))
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+SCHEDULE_CASES = [
+    ("constant", 3, {}),
+    ("minlen", 3.5, {"min_length": 2}),
+    ("power", 3, {"alpha": 1.5}),
+    ("artbp", 2.5, {}),
+]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("name,mean,extra", SCHEDULE_CASES)
+def test_randomized_is_exactly_unbiased_by_enumeration(small_problem, cell, name, mean, extra):
+    T = 8
+    model, params, batch = small_problem(cell=cell, T=T)
+    schedule = make_schedule(name, mean, **extra)
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    _, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+    patterns = np.array(list(itertools.product([False, True], repeat=T - 1)))
+    cuts = np.concatenate([np.ones((len(patterns), 1), bool), patterns], axis=1)
+    prob = schedule.pattern_probability(cuts)
+    assert len(cuts) == 2 ** (T - 1)
+    assert abs(prob.sum() - 1.0) < 1e-12
+    # all 128 patterns as one K = 128 batched backward pass
+    g = backward(model, params, fwd, seed, schedule.multipliers(cuts))
+    G = model.flatten({**g, **{k: np.broadcast_to(v, (len(cuts),) + v.shape) for k, v in ro.items()}},
+                      K=len(cuts))
+    expectation = prob @ G
+    _, full = E.sample(model, params, batch, E.Full())
+    np.testing.assert_allclose(expectation, full[0], rtol=0, atol=1e-10 * np.abs(full).max())
+    # and the estimator is not trivially exact: individual patterns differ from full
+    assert np.abs(G - full).max() > 1e-3 * np.abs(full).max()
+
+
+@pytest.mark.parametrize("name,mean,extra", SCHEDULE_CASES)
+def test_monte_carlo_mean_within_four_standard_errors(small_problem, name, mean, extra):
+    model, params, batch = small_problem(cell="tanh", T=12)
+    est = E.Randomized(make_schedule(name, mean, **extra))
+    N = 20_000
+    _, G = E.sample(model, params, batch, est, K=N, rng=np.random.default_rng(123))
+    _, full = E.sample(model, params, batch, E.Full())
+    se = G.std(axis=0, ddof=1) / np.sqrt(N)
+    z = np.abs(G.mean(axis=0) - full[0]) / np.maximum(se, 1e-300)
+    random_coords = se > 1e-14
+    assert random_coords.sum() > 10
+    assert z[random_coords].max() < 4.0
+    np.testing.assert_allclose(G.mean(0)[~random_coords], full[0][~random_coords], atol=1e-12)
+
+
+def test_batched_samples_equal_one_at_a_time(small_problem):
+    """K samples in one (B*K) recursion equal K separate recursions."""
+    model, params, batch = small_problem(cell="lstm", T=10)
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    _, seed, _ = model.loss_and_seed(params, fwd, Y, mask)
+    sch = make_schedule("constant", 3)
+    m = sch.multipliers(sch.sample_cuts(10, np.random.default_rng(0), size=5))
+    together = backward(model, params, fwd, seed, m)
+    for k in range(5):
+        alone = backward(model, params, fwd, seed, m[k : k + 1])
+        for name in together:
+            np.testing.assert_allclose(together[name][k], alone[name][0], rtol=1e-13, atol=1e-15)
+
+
+def test_same_seed_gives_bit_identical_gradients(small_problem):
+    model, params, batch = small_problem(cell="gru", T=16)
+    est = E.parse_estimator("randomized:power:4")
+    _, a = E.sample(model, params, batch, est, K=32, rng=np.random.default_rng(7))
+    _, b = E.sample(model, params, batch, est, K=32, rng=np.random.default_rng(7))
+    _, c = E.sample(model, params, batch, est, K=32, rng=np.random.default_rng(8))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_chunked_k_equals_unchunked(small_problem, monkeypatch):
+    model, params, batch = small_problem(cell="tanh", T=10)
+    est = E.parse_estimator("randomized:constant:3")
+    _, a = E.sample(model, params, batch, est, K=12, rng=np.random.default_rng(1))
+    monkeypatch.setattr(E, "MAX_STORE_BYTES", 1)
+    _, b = E.sample(model, params, batch, est, K=12, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "spec,label",
+    [("full", "full"), ("regular:8", "regular(8)"), ("windowed:4", "windowed(4)"),
+     ("randomized:constant:8", "randomized-constant(8)"),
+     ("randomized:power:8:alpha=2", "randomized-power(8)")],
+)
+def test_parse_estimator(spec, label):
+    assert E.parse_estimator(spec).label == label
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [("bogus", "valid estimators: full, regular, windowed, randomized"),
+     ("regular:0", "tau must be an integer >= 1"),
+     ("randomized:uniform:8", "valid schedules: constant, minlen, power, artbp"),
+     ("randomized:constant:0.5", "mean segment length must be > 1"),
+     ("regular", "bad estimator spec")],
+)
+def test_bad_estimator_specs_raise_clear_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        E.parse_estimator(spec)
