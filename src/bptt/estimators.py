@@ -173,10 +173,9 @@ def _number(text, spec):
 MAX_STORE_BYTES = 512 * 2**20
 
 
-def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K=1, rng=None):
-    """(K, n_params) gradient samples of ``estimator`` given a shared forward pass."""
+def gradients_from_plan(model, params, fwd, seed, readout_grads, m, inject, reduce):
+    """(K', n_params) gradients for explicit multipliers (K', T) and injection weights."""
     T, B, _ = seed.shape
-    m, inject, reduce = estimator.plan(T, 1 if estimator.deterministic else K, rng)
     width = sum(model.rnn.grad_widths(model.hidden_size))
     per_sample = T * B * width * seed.dtype.itemsize
     chunk = m.shape[0] if reduce else max(1, int(MAX_STORE_BYTES // per_sample))
@@ -184,13 +183,21 @@ def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K
     for lo in range(0, m.shape[0], chunk):
         sl = slice(lo, lo + chunk)
         g = backward(model, params, fwd, seed, m[sl], None if inject is None else inject[sl], reduce)
+        k = g[next(iter(g))].shape[0]
         for name, val in readout_grads.items():
-            g[name] = np.broadcast_to(val, (g[next(iter(g))].shape[0],) + val.shape)
-        parts.append(model.flatten(g, K=g[next(iter(g))].shape[0]))
-    G = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-    if G.shape[0] != K:
-        G = np.repeat(G, K, axis=0) if G.shape[0] == 1 else G
-    return G
+            g[name] = np.broadcast_to(val, (k,) + val.shape)
+        parts.append(model.flatten(g, K=k))
+    return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K=1, rng=None):
+    """(K, n_params) gradient samples of ``estimator`` given a shared forward pass.
+
+    A deterministic estimator is computed once and repeated K times.
+    """
+    m, inject, reduce = estimator.plan(seed.shape[0], 1 if estimator.deterministic else K, rng)
+    G = gradients_from_plan(model, params, fwd, seed, readout_grads, m, inject, reduce)
+    return np.repeat(G, K, axis=0) if G.shape[0] != K else G
 
 
 def sample(model, params, batch, estimator, K=1, rng=None):

@@ -1,0 +1,180 @@
+"""Command line: ``python -m bptt <command> [options]`` (``--help`` on each).
+
+Every command writes its outputs atomically and validates its arguments before any
+work.  The Snakemake rules call these commands; nothing else holds study logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _task_options(p):
+    g = p.add_argument_group("task")
+    g.add_argument("--task", default="timemachine", help="timemachine | recall | influence")
+    g.add_argument("--lag", type=int, default=10, help="recall: delay L between input and target")
+    g.add_argument("--alphabet", type=int, default=8, help="recall: number of symbols")
+    g.add_argument("--units", type=int, default=23, help="influence: number of units n")
+    g.add_argument("--positive", type=int, default=10, help="influence: units p with u = +1")
+
+
+def _model_options(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", default="tanh", help="linear | tanh | gru | lstm (influence: ignored)")
+    g.add_argument("--hidden", type=int, default=64, help="hidden size H")
+    g.add_argument("--seq-len", type=int, default=64, help="sequence length T")
+    g.add_argument("--batch-size", type=int, default=32, help="sequences per batch B")
+
+
+def _int_list(text):
+    return [int(x) for x in text.split(",") if x.strip()] if text else []
+
+
+def _float_list(text):
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _str_list(text):
+    return [x for x in text.split(",") if x.strip()]
+
+
+def build_parser():
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m bptt",
+        description="Full, truncated and randomized BPTT: the study's commands.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("corpus", help="verify the packaged Time Machine text and write its statistics",
+                       formatter_class=fmt)
+    p.add_argument("--out", required=True, help="JSON file with the corpus statistics")
+
+    p = sub.add_parser("train", help="one training run (curve.csv, final.json, checkpoints)",
+                       formatter_class=fmt)
+    _task_options(p)
+    _model_options(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--estimator", default="full",
+                   help="full | regular:TAU | windowed:TAU | randomized:SCHEDULE:MEAN[:key=value,...]")
+    g.add_argument("--optimizer", default="adam", help="sgd | adam")
+    g.add_argument("--lr", type=float, default=0.005, help="learning rate")
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
+    g.add_argument("--updates", type=int, default=500, help="number of parameter updates")
+    g.add_argument("--eval-every", type=int, default=25, help="updates between evaluations")
+    g.add_argument("--eval-sequences", type=int, default=64, help="sequences in the fixed evaluation sets")
+    g.add_argument("--checkpoints", type=_int_list, default=[], help="comma list of updates to save (0: init)")
+    g.add_argument("--seed", type=int, default=0, help="seed: init, data order and estimator draws")
+    g.add_argument("--dtype", default="float32", help="float32 | float64")
+    p.add_argument("--out", required=True, help="output folder of the run")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("gradstats", help="bias, variance, MSE and cosine of estimators at fixed parameters",
+                       formatter_class=fmt)
+    _task_options(p)
+    _model_options(p)
+    p.add_argument("--checkpoint", default=None, help="parameters (.npz from train); default: the init of --init-seed")
+    p.add_argument("--init-seed", type=int, default=0, help="seed of the initialization when no checkpoint")
+    p.add_argument("--estimators", type=_str_list, required=True,
+                   help="comma list of estimator specs (see train --estimator)")
+    p.add_argument("--samples", type=int, default=64, help="K samples per randomized estimator and batch")
+    p.add_argument("--batches", type=int, default=8, help="fixed batches (>= 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the batches and of the estimator draws")
+    p.add_argument("--label", default="", help="free text stored in the 'checkpoint' column")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("lagprofile", help="gradient norm against lag under a spectral-radius sweep",
+                       formatter_class=fmt)
+    p.add_argument("--cells", type=_str_list, default=["linear", "tanh"], help="comma list of cells")
+    p.add_argument("--radii", type=_float_list, default=[0.5, 0.9, 1.0, 1.1, 1.5],
+                   help="comma list of spectral radii of W_h")
+    p.add_argument("--seq-len", type=int, default=64, help="sequence length T")
+    p.add_argument("--hidden", type=int, default=32, help="hidden size H")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences averaged")
+    p.add_argument("--seeds", type=int, default=3, help="number of random matrices per (cell, radius)")
+    p.add_argument("--out", required=True, help="output CSV")
+
+    from .study import add_study_commands
+
+    add_study_commands(sub, fmt)
+    return parser
+
+
+def cmd_corpus(args):
+    from .data import TimeMachine
+    from .io import write_json
+
+    write_json(args.out, TimeMachine().describe())
+
+
+def cmd_train(args):
+    from .train import RunConfig, train
+
+    cfg = RunConfig(
+        task=args.task, lag=args.lag, alphabet=args.alphabet, units=args.units, positive=args.positive,
+        cell=args.cell, hidden=args.hidden, seq_len=args.seq_len, batch_size=args.batch_size,
+        estimator=args.estimator, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
+        updates=args.updates, eval_every=args.eval_every, eval_sequences=args.eval_sequences,
+        checkpoints=args.checkpoints, seed=args.seed, dtype=args.dtype,
+    )
+    final = train(cfg, args.out, quiet=args.quiet)
+    print(json.dumps({k: final[k] for k in ("estimator", "diverged", "final_val_metric", "wall_time")}))
+
+
+def cmd_gradstats(args):
+    from . import estimators as E
+    from .gradstats import gradient_stats
+    from .io import write_csv
+    from .progress import Progress
+    from .train import RunConfig, init_params, load_checkpoint
+
+    cfg = RunConfig(task=args.task, lag=args.lag, alphabet=args.alphabet, units=args.units,
+                    positive=args.positive, cell=args.cell, hidden=args.hidden,
+                    seq_len=args.seq_len, batch_size=args.batch_size)
+    task, model, _ = cfg.build()
+    ests = [E.parse_estimator(s) for s in args.estimators]
+    if args.checkpoint:
+        params = load_checkpoint(args.checkpoint, model)
+    else:
+        params = init_params(model, args.init_seed, np.float64)
+    progress = Progress(args.batches, f"gradstats {args.task} {model.cell}", unit="batches", quiet=args.quiet)
+    df = gradient_stats(task, model, params, ests, args.seq_len, args.batch_size, K=args.samples,
+                        n_batches=args.batches, seed=args.seed, progress=progress)
+    df.insert(0, "checkpoint", args.label or (Path(args.checkpoint).stem if args.checkpoint else "init"))
+    df.insert(0, "seq_len", args.seq_len)
+    df.insert(0, "hidden", args.hidden)
+    df.insert(0, "cell", model.cell)
+    df.insert(0, "task", args.task)
+    write_csv(args.out, df)
+
+
+def cmd_lagprofile(args):
+    from .io import write_csv
+    from .lagprofile import lag_profiles
+
+    df = lag_profiles(args.cells, args.radii, range(args.seeds), hidden=args.hidden,
+                      seq_len=args.seq_len, batch_size=args.batch_size)
+    write_csv(args.out, df)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = globals().get(f"cmd_{args.command}")
+    if handler is None:
+        from . import study
+
+        handler = getattr(study, f"cmd_{args.command}")
+    try:
+        handler(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

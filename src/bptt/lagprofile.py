@@ -1,0 +1,52 @@
+"""How far back gradients reach: ‖∂l_T/∂h_{T-k}‖ against the lag k (DESIGN §3).
+
+For the chapter's linear RNN and for tanh, ``W_h`` is a Gaussian matrix rescaled to a
+given spectral radius ρ; the loss is the last step's loss on random one-hot inputs;
+its gradient is carried back with the cell's own VJP (the engine's backward step).
+ρ < 1 shows vanishing and ρ > 1 (linear) exploding gradients: the powers of W_hh of
+the chapter's closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .model import Model
+
+
+def spectral_matrix(H, rho, rng):
+    W = rng.normal(size=(H, H))
+    return W * (rho / np.max(np.abs(np.linalg.eigvals(W))))
+
+
+def lag_profile(cell, rho, hidden=32, seq_len=64, batch_size=16, vocab=8, seed=0):
+    """DataFrame (k, grad_norm, relative_norm) for k = 0..T-1, mean over the batch."""
+    rng = np.random.default_rng(seed)
+    model = Model(cell, vocab, hidden, vocab)
+    params = model.init(rng)
+    params["W_h"] = spectral_matrix(hidden, rho, rng)
+    X = np.eye(vocab)[rng.integers(0, vocab, (seq_len, batch_size))]
+    Y = rng.integers(0, vocab, (seq_len, batch_size))
+    mask = np.zeros((seq_len, batch_size))
+    mask[-1] = 1.0
+    fwd = model.forward(params, X)
+    _, seed_grad, _ = model.loss_and_seed(params, fwd, Y, mask)
+    cache = model.rnn.prepare_backward(params, fwd.states, dict(fwd.cache))
+    widths = model.rnn.grad_widths(hidden)
+    outs = tuple(np.empty((batch_size, w)) for w in widths)
+    delta = seed_grad[-1].copy()
+    norms = np.empty(seq_len)
+    for k in range(seq_len):
+        t = seq_len - 1 - k
+        norms[k] = np.mean(np.linalg.norm(delta[:, :hidden], axis=1))
+        delta = model.rnn.backward_step(params, cache, t, delta, outs, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = norms / norms[0]
+    return pd.DataFrame({"cell": cell, "rho": rho, "seed": seed, "k": np.arange(seq_len),
+                         "grad_norm": norms, "relative_norm": rel})
+
+
+def lag_profiles(cells, radii, seeds, **kw):
+    return pd.concat([lag_profile(c, r, seed=s, **kw) for c in cells for r in radii for s in seeds],
+                     ignore_index=True)
