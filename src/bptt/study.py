@@ -1,5 +1,95 @@
-"""Study-level commands (tables, figures, verdict, report): see the pipeline."""
+"""Study-level commands: ``tables``, ``verdict``, ``figures``, ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
 
 
 def add_study_commands(sub, fmt):
-    return sub
+    p = sub.add_parser("tables", help="tidy tables from run folders and gradient statistics",
+                       formatter_class=fmt)
+    p.add_argument("--runs", nargs="+", required=True, help="final.json files of the training runs")
+    p.add_argument("--gradstats", nargs="+", required=True, help="CSV files from gradstats")
+    p.add_argument("--lagprofile", required=True, help="CSV file from lagprofile")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for runs.csv, curves.csv, summary.csv, gradstats.csv, lagprofile.csv")
+
+    p = sub.add_parser("verdict", help="randomized vs regular, paired by seed; the three reasons",
+                       formatter_class=fmt)
+    p.add_argument("--tables", required=True, help="folder written by the tables command")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples over seeds")
+    p.add_argument("--out-dir", required=True, help="folder for verdict.csv, verdict_counts.csv, reasons.csv")
+
+    p = sub.add_parser("figures", help="the study's figures (SVG and PNG)", formatter_class=fmt)
+    p.add_argument("--tables", required=True, help="folder with the tables")
+    p.add_argument("--only", default="", help="comma list of figure names (default: all)")
+    p.add_argument("--out-dir", required=True, help="folder for <name>.svg and <name>.png")
+
+    p = sub.add_parser("report", help="render report.html from the tables and figures", formatter_class=fmt)
+    p.add_argument("--tables", required=True, help="folder with the tables")
+    p.add_argument("--figures", required=True, help="folder with the PNG figures")
+    p.add_argument("--config", required=True, help="the study's config file (shown in the report)")
+    p.add_argument("--template", default="report/template.html.j2", help="Jinja2 template")
+    p.add_argument("--benchmarks", default=None, help="folder of Snakemake benchmark files (runtime)")
+    p.add_argument("--out", required=True, help="output HTML file")
+
+
+def cmd_tables(args):
+    from .io import write_csv
+    from .tables import load_gradstats, load_runs, summarize_runs
+
+    runs, curves = load_runs(args.runs)
+    out = Path(args.out_dir)
+    write_csv(out / "runs.csv", runs)
+    write_csv(out / "curves.csv", curves)
+    write_csv(out / "summary.csv", summarize_runs(runs, args.seed))
+    write_csv(out / "gradstats.csv", load_gradstats(args.gradstats))
+    write_csv(out / "lagprofile.csv", pd.read_csv(args.lagprofile))
+
+
+def cmd_verdict(args):
+    from .io import write_csv
+    from .verdict import outcome_counts, reasons_table, verdict_table
+
+    t = Path(args.tables)
+    runs = pd.read_csv(t / "runs.csv")
+    curves = pd.read_csv(t / "curves.csv")
+    gs = pd.read_csv(t / "gradstats.csv")
+    gs["schedule"] = gs["schedule"].fillna("")
+    v = verdict_table(runs, curves, seed=args.seed, n_boot=args.bootstrap)
+    counts = pd.concat([
+        outcome_counts(v).assign(group="all", value="all"),
+        outcome_counts(v, "task").rename(columns={"task": "value"}).assign(group="task"),
+        outcome_counts(v, "schedule").rename(columns={"schedule": "value"}).assign(group="schedule"),
+        outcome_counts(v, "cell").rename(columns={"cell": "value"}).assign(group="cell"),
+    ], ignore_index=True)[["group", "value", "win", "tie", "loss"]]
+    out = Path(args.out_dir)
+    write_csv(out / "verdict.csv", v)
+    write_csv(out / "verdict_counts.csv", counts)
+    write_csv(out / "reasons.csv", reasons_table(runs, gs))
+
+
+def cmd_figures(args):
+    from .figures import FIGURES, load_tables, save
+
+    names = [n for n in args.only.split(",") if n] or list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figures {unknown}; valid: {', '.join(FIGURES)}")
+    tables = load_tables(args.tables)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        save(FIGURES[name](tables), out / name)
+
+
+def cmd_report(args):
+    from .report import render_report
+
+    render_report(args.tables, args.figures, args.config, args.template, args.out, args.benchmarks)
+
+

@@ -1,0 +1,29 @@
+# bptt: does randomized truncation of BPTT beat regular truncation?
+# Run: snakemake --cores all   (config/config.yaml; report in report/report.html)
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+# config/config.yaml is the default study; a --configfile replaces it instead of being
+# merged into it, so that config/smoke.yaml and config/paper.yaml are complete studies.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/gradstats.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        "report/report.html",
+        expand("results/figures/{name}.png", name=FIGURE_NAMES),
+        expand("results/tables/{name}.csv", name=TABLE_NAMES + VERDICT_NAMES),

@@ -1,0 +1,298 @@
+"""Figures of the study (seaborn on the tidy tables), each written as SVG and PNG.
+
+Each function takes the loaded tables and returns a matplotlib Figure; ``FIGURES``
+maps the file stem to the function, in the order of the report.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .data import VOCAB, load_timemachine  # noqa: E402
+from .io import atomic_path  # noqa: E402
+from .schedules import SCHEDULES, make_schedule  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+FAMILY_ORDER = ["full", "regular", "windowed"] + [f"randomized-{s}" for s in SCHEDULES]
+
+
+def _palette(names):
+    base = sns.color_palette("colorblind", len(FAMILY_ORDER))
+    colors = dict(zip(FAMILY_ORDER, base))
+    return {n: colors.get(n, "gray") for n in names}
+
+
+def _order(names):
+    names = set(names)
+    return [n for n in FAMILY_ORDER if n in names]
+
+
+def _middle(values):
+    v = sorted(set(values))
+    return v[len(v) // 2]
+
+
+def _empty(message):
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    return fig
+
+
+def segmentation(t):
+    """The chapter's figure: where each strategy cuts the opening of The Time Machine."""
+    tau = int(_middle(t["runs"]["tau"][t["runs"]["tau"] > 0])) if "runs" in t else 8
+    text = "".join(VOCAB[i] for i in load_timemachine()[:80])
+    T = len(text)
+    rows = [("full", np.r_[True, np.zeros(T - 1, bool)]),
+            (f"regular({tau})", (np.arange(T) % tau) == 0)]
+    rng = np.random.default_rng(0)
+    for name in SCHEDULES:
+        sch = make_schedule(name, tau)
+        rows.append((f"randomized-{name}({tau})", sch.sample_cuts(T, rng)))
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(rows) + 0.8))
+    colors = sns.color_palette("pastel", 2)
+    for i, (label, cuts) in enumerate(rows):
+        seg = np.cumsum(cuts) - 1
+        for x, ch in enumerate(text):
+            ax.add_patch(plt.Rectangle((x, -i - 0.4), 1, 0.8, color=colors[seg[x] % 2], lw=0))
+            ax.text(x + 0.5, -i, ch if ch != " " else "·", ha="center", va="center", fontsize=7,
+                    family="monospace")
+        for x in np.flatnonzero(cuts)[1:]:
+            ax.plot([x, x], [-i - 0.45, -i + 0.45], color="black", lw=1.2)
+    ax.set_yticks([-i for i in range(len(rows))], [r[0] for r in rows])
+    ax.set_xlim(0, T)
+    ax.set_ylim(-len(rows) + 0.4, 0.6)
+    ax.set_xticks([])
+    ax.grid(False)
+    ax.set_title(f"Segments of the first {T} characters (mean segment length {tau}; | = cut)")
+    fig.tight_layout()
+    return fig
+
+
+def lagprofile(t):
+    df = t["lagprofile"]
+    g = sns.relplot(data=df, x="k", y="relative_norm", hue="rho", col="cell", kind="line",
+                    palette="viridis", errorbar=None, height=3.2, aspect=1.3,
+                    facet_kws={"sharey": False})
+    g.set(yscale="log", xlabel="lag k (steps back)", ylabel="‖∂l_T/∂h_{T-k}‖ / ‖∂l_T/∂h_T‖")
+    g.figure.suptitle("Gradient carried k steps back, by spectral radius ρ of W_hh", y=1.03)
+    return g.figure
+
+
+def _gs(t, checkpoint=None):
+    gs = t["gradstats"]
+    gs = gs[gs["strategy"] != "full"]
+    return gs if checkpoint is None else gs[gs["checkpoint"] == checkpoint]
+
+
+def bias(t):
+    gs = _gs(t)
+    g = sns.relplot(data=gs, x="tau", y="relative_bias", hue="strategy", hue_order=_order(gs.strategy),
+                    palette=_palette(gs.strategy), col="task", row="checkpoint", kind="line",
+                    marker="o", errorbar=None, height=2.8, aspect=1.2, facet_kws={"sharey": False})
+    g.set(xscale="log", xlabel="τ (truncation length or mean segment length)",
+          ylabel="relative bias ‖E ĝ − g‖/‖g‖")
+    g.figure.suptitle("Bias of each estimator (mean over cells and T)", y=1.02)
+    return g.figure
+
+
+def variance(t):
+    gs = _gs(t)
+    long = gs.melt(id_vars=["task", "checkpoint", "strategy", "tau", "sgd_relative_variance"],
+                   value_vars=["relative_variance", "relative_mse"], var_name="quantity")
+    long = long[(long.quantity == "relative_mse") | long.strategy.str.startswith("randomized")]
+    g = sns.relplot(data=long, x="tau", y="value", hue="strategy", style="quantity",
+                    hue_order=_order(long.strategy), palette=_palette(long.strategy), col="task",
+                    row="checkpoint", kind="line", marker="o", errorbar=None, height=2.8,
+                    aspect=1.2, facet_kws={"sharey": False})
+    for (row, col), ax in g.axes_dict.items():
+        noise = gs[(gs.checkpoint == row) & (gs.task == col)]["sgd_relative_variance"].mean()
+        ax.axhline(noise, color="black", ls=":", lw=1.2, label="SGD minibatch noise")
+    g.set(xscale="log", yscale="log", xlabel="τ", ylabel="relative to ‖g‖²")
+    g.figure.suptitle("Variance and MSE = bias² + variance; dotted: SGD's own minibatch variance",
+                      y=1.02)
+    return g.figure
+
+
+def cosine(t):
+    gs = _gs(t, "final")
+    if gs.empty:
+        gs = _gs(t)
+    order = _order(gs.strategy)
+    fig, axes = plt.subplots(1, gs.task.nunique(), figsize=(4 * gs.task.nunique(), 3.4),
+                             squeeze=False, sharey=True)
+    pal = _palette(order)
+    for ax, (task, g) in zip(axes[0], gs.groupby("task")):
+        agg = g.groupby("strategy")[["cosine_q05", "cosine_q25", "cosine_q50", "cosine_q75",
+                                     "cosine_q95"]].mean().reindex([o for o in order if o in set(g.strategy)])
+        for i, (name, r) in enumerate(agg.iterrows()):
+            ax.plot([i, i], [r.cosine_q05, r.cosine_q95], color=pal[name], lw=1)
+            ax.add_patch(plt.Rectangle((i - 0.3, r.cosine_q25), 0.6, r.cosine_q75 - r.cosine_q25,
+                                       color=pal[name], alpha=0.6))
+            ax.plot([i - 0.3, i + 0.3], [r.cosine_q50] * 2, color="black", lw=1.5)
+        ax.set_xticks(range(len(agg)), agg.index, rotation=45, ha="right")
+        ax.set_title(task)
+        ax.set_xlim(-0.6, len(agg) - 0.4)
+    axes[0][0].set_ylabel("cosine(ĝ, g): 5-25-50-75-95%")
+    fig.suptitle("Cosine similarity of the estimates with the exact gradient (trained parameters)")
+    fig.tight_layout()
+    return fig
+
+
+def curves(t):
+    c = t["curves"].copy()
+    runs = t["runs"]
+    pick = []
+    for task, r in runs.groupby("task"):
+        T = _middle(r["T"])
+        tau = _middle(r[(r["T"] == T) & (r["tau"] > 0)]["tau"])
+        cell = sorted(r.cell.unique())[0]
+        pick.append((task, cell, T, tau))
+    keep = np.zeros(len(c), bool)
+    for task, cell, T, tau in pick:
+        keep |= ((c.task == task) & (c.cell == cell) & (c["T"] == T)
+                 & ((c.tau == tau) | (c.strategy == "full"))).to_numpy()
+    c = c[keep]
+    long = c.melt(id_vars=["task", "strategy", "seed", "update"],
+                  value_vars=["train_eval_loss", "val_loss"], var_name="split", value_name="loss")
+    g = sns.relplot(data=long, x="update", y="loss", hue="strategy", style="split",
+                    hue_order=_order(long.strategy), palette=_palette(long.strategy), col="task",
+                    kind="line", errorbar=("pi", 100), height=3, aspect=1.2,
+                    facet_kws={"sharey": False})
+    titles = {task: f"{task} ({cell}, T={T}, τ={tau:g})" for task, cell, T, tau in pick}
+    for task, ax in g.axes_dict.items():
+        ax.set_title(titles[task])
+    g.figure.suptitle("Loss curves; band: range over seeds", y=1.03)
+    return g.figure
+
+
+def final_metric(t):
+    s = t["summary"]
+    s = s[s.strategy != "full"]
+    full = t["summary"][t["summary"].strategy == "full"]
+    tasks = sorted(s.task.unique())
+    cells = sorted(s.cell.unique())
+    fig, axes = plt.subplots(len(tasks), len(cells), figsize=(4 * len(cells), 2.8 * len(tasks)),
+                             squeeze=False)
+    pal = _palette(s.strategy)
+    for i, task in enumerate(tasks):
+        for j, cell in enumerate(cells):
+            ax = axes[i][j]
+            sub = s[(s.task == task) & (s.cell == cell)]
+            if sub.empty:
+                ax.axis("off")
+                continue
+            T = _middle(sub["T"])
+            sub = sub[sub["T"] == T]
+            for k, (name, g) in enumerate(sub.groupby("strategy")):
+                x = g["tau"] * (1 + 0.04 * (k - 2))
+                ax.errorbar(x, g.metric_mean, yerr=[g.metric_mean - g.metric_lo, g.metric_hi - g.metric_mean],
+                            marker="o", ms=3, capsize=2, color=pal[name], label=name)
+            f = full[(full.task == task) & (full.cell == cell) & (full["T"] == T)]
+            if len(f):
+                ax.axhline(f.metric_mean.iloc[0], color="black", ls="--", lw=1, label="full")
+            ax.set_xscale("log")
+            ax.set_title(f"{task}, {cell}, T={T}")
+            ax.set_xlabel("τ")
+            ax.set_ylabel(sub.metric_name.iloc[0])
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02))
+    fig.suptitle("Final validation metric, mean and 95% bootstrap interval over seeds", y=1.06)
+    fig.tight_layout()
+    return fig
+
+
+def verdict_heatmap(t):
+    v = t["verdict"]
+    tasks = sorted(v.task.unique())
+    scheds = [s for s in SCHEDULES if s in set(v.schedule)]
+    fig, axes = plt.subplots(len(tasks), len(scheds), figsize=(3.2 * len(scheds), 2.6 * len(tasks)),
+                             squeeze=False)
+    mark = {"win": "W", "tie": "·", "loss": "L"}
+    for i, task in enumerate(tasks):
+        sub = v[v.task == task]
+        lim = np.nanmax(np.abs(sub.relative_effect)) or 1.0
+        for j, sched in enumerate(scheds):
+            ax = axes[i][j]
+            g = sub[sub.schedule == sched].groupby(["T", "tau"]).agg(
+                effect=("relative_effect", "mean"),
+                outcome=("outcome", lambda o: "win" if (o == "win").all() else
+                         "loss" if (o == "loss").all() else "tie"))
+            grid = g["effect"].unstack("tau")
+            ann = g["outcome"].map(mark).unstack("tau").reindex_like(grid)
+            sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-lim, vmax=lim, annot=ann, fmt="",
+                        cbar=j == len(scheds) - 1, cbar_kws={"label": "relative effect"})
+            ax.set_title(f"{task}: {sched}")
+            ax.set_xlabel("τ")
+            ax.set_ylabel("T")
+    fig.suptitle("Randomized − regular (positive: randomized better; W/L: interval excludes 0; "
+                 "mean over cells)", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def walltime(t):
+    r = t["runs"]
+    g = sns.catplot(data=r, x="strategy", y="fit_time", col="task", kind="bar",
+                    order=_order(r.strategy), palette=_palette(r.strategy), hue="strategy",
+                    errorbar=("ci", 95), height=3, aspect=1.3, sharey=False)
+    g.set_xticklabels(rotation=45, ha="right")
+    g.set(ylabel="training time per run (s)", xlabel="")
+    g.figure.suptitle("Wall time of the training loop, mean and 95% interval", y=1.03)
+    return g.figure
+
+
+def bench(t):
+    b = t.get("bench")
+    if b is None or b.empty:
+        return _empty("peer benchmark not run (snakemake bench)")
+    b = b.copy()
+    b["label"] = b["workload"] + " " + b["config"]
+    g = sns.catplot(data=b, y="label", x="tokens_per_s", hue="implementation", kind="bar",
+                    height=0.35 * b["label"].nunique() + 1.5, aspect=2.2)
+    g.set(xscale="log", xlabel="tokens/s (single thread, float32)", ylabel="")
+    g.figure.suptitle("Peer benchmark: bptt against PyTorch", y=1.02)
+    return g.figure
+
+
+FIGURES = {
+    "segmentation": segmentation,
+    "lagprofile": lagprofile,
+    "bias": bias,
+    "variance": variance,
+    "cosine": cosine,
+    "curves": curves,
+    "final_metric": final_metric,
+    "verdict_heatmap": verdict_heatmap,
+    "walltime": walltime,
+}
+
+
+def save(fig, stem):
+    """Write ``stem.svg`` and ``stem.png`` atomically."""
+    for ext in ("svg", "png"):
+        with atomic_path(f"{stem}.{ext}") as tmp:
+            fig.savefig(tmp, format=ext, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def load_tables(tables_dir):
+    from pathlib import Path
+
+    d = Path(tables_dir)
+    t = {}
+    for name in ("runs", "curves", "summary", "gradstats", "lagprofile", "verdict", "bench"):
+        p = d / f"{name}.csv"
+        if p.exists():
+            t[name] = pd.read_csv(p, keep_default_na=True)
+    if "gradstats" in t:
+        t["gradstats"]["schedule"] = t["gradstats"]["schedule"].fillna("")
+    return t

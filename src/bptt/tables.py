@@ -1,0 +1,109 @@
+"""Tidy tables from the run folders: runs, curves, per-cell summaries, gradient stats.
+
+Every table is long-form: one row per observation, keys as columns
+(task, cell, T, strategy, tau, seed, ...), so that pandas and seaborn group freely.
+``strategy`` is ``full``, ``regular``, ``windowed`` or ``randomized-<schedule>``;
+``tau`` is the truncation length or the schedule's mean segment length (0 for full).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .estimators import parse_estimator
+
+
+def strategy_of(spec):
+    """(strategy, tau, schedule) of an estimator spec or label-producing estimator."""
+    est = parse_estimator(spec) if isinstance(spec, str) else spec
+    if est.kind == "full":
+        return "full", 0, ""
+    if est.kind == "randomized":
+        return f"randomized-{est.schedule.name}", est.schedule.mean, est.schedule.name
+    return est.kind, est.tau, ""
+
+
+def load_runs(final_paths):
+    """(runs, curves) DataFrames from a list of ``final.json`` paths."""
+    runs, curves = [], []
+    for path in final_paths:
+        path = Path(path)
+        final = json.loads(path.read_text())
+        cfg = final["config"]
+        strategy, tau, schedule = strategy_of(cfg["estimator"])
+        key = {"task": cfg["task"], "cell": final["cell"], "T": cfg["seq_len"], "strategy": strategy,
+               "tau": tau, "seed": cfg["seed"]}
+        runs.append({
+            **key,
+            "schedule": schedule,
+            "estimator": final["estimator"],
+            "metric_name": final["metric_name"],
+            "higher_is_better": final["higher_is_better"],
+            "chance": final["chance"],
+            "diverged": final["diverged"],
+            "final_val_metric": final["final_val_metric"],
+            "final_val_loss": final["final_val_loss"],
+            "final_train_eval_loss": final["final_train_eval_loss"],
+            "generalization_gap": final["final_val_loss"] - final["final_train_eval_loss"],
+            "wall_time": final["wall_time"],
+            "fit_time": final["fit_time"],
+            "tokens_per_s": final["tokens_per_s"],
+            "peak_backward_steps": final["peak_backward_steps"],
+            "hidden": cfg["hidden"],
+            "updates": cfg["updates"],
+            "path": str(path.parent),
+        })
+        curve = pd.read_csv(path.parent / "curve.csv")
+        for k, v in key.items():
+            curve[k] = v
+        curves.append(curve)
+    if not runs:
+        raise ValueError("no runs given")
+    runs = pd.DataFrame(runs).sort_values(["task", "cell", "T", "strategy", "tau", "seed"])
+    curves = pd.concat(curves, ignore_index=True)
+    return runs.reset_index(drop=True), curves
+
+
+def bootstrap_mean_ci(values, rng, n_boot=2000, level=0.95):
+    """Percentile bootstrap interval of the mean of ``values`` (1-D, NaNs dropped)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.nan, np.nan, np.nan
+    if len(v) == 1:
+        return v[0], v[0], v[0]
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def summarize_runs(runs, seed=0):
+    """Mean and 95% bootstrap interval of the final metric per grid point, over seeds."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    keys = ["task", "cell", "T", "strategy", "tau"]
+    for key, g in runs.groupby(keys, sort=True):
+        mean, lo, hi = bootstrap_mean_ci(g["final_val_metric"], rng)
+        rows.append({**dict(zip(keys, key)), "metric_name": g["metric_name"].iloc[0],
+                     "seeds": len(g), "diverged": int(g["diverged"].sum()),
+                     "metric_mean": mean, "metric_lo": lo, "metric_hi": hi,
+                     "gap_mean": float(g["generalization_gap"].mean()),
+                     "wall_time_mean": float(g["wall_time"].mean())})
+    return pd.DataFrame(rows)
+
+
+def load_gradstats(paths):
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        raise ValueError("no gradstats tables given")
+    df = pd.concat(frames, ignore_index=True)
+    df["strategy"] = [
+        "full" if k == "full" else (f"randomized-{s}" if k == "randomized" else k)
+        for k, s in zip(df["kind"], df["schedule"].fillna(""))
+    ]
+    df["tau"] = df["tau"].fillna(0)
+    return df

@@ -1,0 +1,129 @@
+rule tables:
+    input:
+        runs=run_files("final.json"),
+        curves=run_files("curve.csv"),
+        gradstats=gradstats_files(),
+        lagprofile=f"{RESULTS}/lagprofile/lagprofile.csv",
+    output:
+        runs=report(
+            f"{RESULTS}/tables/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
+        curves=report(
+            f"{RESULTS}/tables/curves.csv",
+            caption="../report/curves_table.rst",
+            category="Tables",
+        ),
+        summary=report(
+            f"{RESULTS}/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        gradstats=report(
+            f"{RESULTS}/tables/gradstats.csv",
+            caption="../report/gradstats_table.rst",
+            category="Tables",
+        ),
+        lagprofile=report(
+            f"{RESULTS}/tables/lagprofile.csv",
+            caption="../report/lagprofile_table.rst",
+            category="Tables",
+        ),
+    params:
+        outdir=f"{RESULTS}/tables",
+    log:
+        f"{RESULTS}/logs/tables.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m bptt tables --runs {input.runs} --gradstats {input.gradstats} "
+        "--lagprofile {input.lagprofile} --out-dir {params.outdir} > {log} 2>&1"
+
+
+rule verdict:
+    input:
+        rules.tables.output,
+    output:
+        verdict=report(
+            f"{RESULTS}/tables/verdict.csv",
+            caption="../report/verdict.rst",
+            category="Verdict",
+        ),
+        counts=report(
+            f"{RESULTS}/tables/verdict_counts.csv",
+            caption="../report/verdict_counts.rst",
+            category="Verdict",
+        ),
+        reasons=report(
+            f"{RESULTS}/tables/reasons.csv",
+            caption="../report/reasons.rst",
+            category="Verdict",
+        ),
+    params:
+        tables=f"{RESULTS}/tables",
+    log:
+        f"{RESULTS}/logs/verdict.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/verdict.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m bptt verdict --tables {params.tables} --out-dir {params.tables} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        rules.tables.output,
+        rules.verdict.output,
+    output:
+        svg=[
+            report(
+                f"{RESULTS}/figures/{name}.svg",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURE_NAMES
+        ],
+        png=[f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES],
+    params:
+        tables=f"{RESULTS}/tables",
+        outdir=f"{RESULTS}/figures",
+    log:
+        f"{RESULTS}/logs/figures.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m bptt figures --tables {params.tables} --out-dir {params.outdir} > {log} 2>&1"
+
+
+rule report_html:
+    input:
+        rules.figures.output,
+        rules.verdict.output,
+        template="report/template.html.j2",
+    output:
+        "report/report.html",
+    params:
+        tables=f"{RESULTS}/tables",
+        figures=f"{RESULTS}/figures",
+        benchmarks=f"{RESULTS}/benchmarks",
+        config=workflow.configfiles[-1],
+    log:
+        f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m bptt report --tables {params.tables} --figures {params.figures} "
+        "--config {params.config} --template {input.template} "
+        "--benchmarks {params.benchmarks} --out {output} > {log} 2>&1"

@@ -1,0 +1,176 @@
+import itertools
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+
+
+def _check_config(cfg):
+    """Validate with a message that names the offending key, then fill the defaults."""
+    with open(SCHEMA) as f:
+        schema = yaml.safe_load(f)
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)
+    )
+    if errors:
+        lines = []
+        for e in errors:
+            key = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+            lines.append(f"  config key '{key}': {e.message}")
+        raise WorkflowError("Invalid configuration:\n" + "\n".join(lines))
+    validate(cfg, schema=SCHEMA)
+
+
+_check_config(config)
+
+RESULTS = "results"
+RUN = (
+    "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}/seed~{seed}"
+)
+GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
+FIGURE_NAMES = [
+    "segmentation",
+    "lagprofile",
+    "bias",
+    "variance",
+    "cosine",
+    "curves",
+    "final_metric",
+    "verdict_heatmap",
+    "walltime",
+]
+TABLE_NAMES = ["runs", "curves", "summary", "gradstats", "lagprofile"]
+VERDICT_NAMES = ["verdict", "verdict_counts", "reasons"]
+
+
+def task_settings(task):
+    """The task's settings on top of task_defaults."""
+    return {**config["task_defaults"], **(config["tasks"][task] or {})}
+
+
+def task_cells(task):
+    return ["influence"] if task == "influence" else config["cells"]
+
+
+def task_grid(task):
+    s = task_settings(task)
+    return s.get("seq_lens", config["seq_lens"]), s.get("taus", config["taus"])
+
+
+def training_strategies():
+    out = []
+    for s in config["strategies"]:
+        if s == "randomized":
+            out += [f"randomized-{name}" for name in config["schedules"]]
+        else:
+            out.append(s)
+    return out
+
+
+def runs():
+    """Every training run of the grid as a dict of wildcards."""
+    out = []
+    for task in config["tasks"]:
+        seq_lens, taus = task_grid(task)
+        for cell, T, strategy, seed in itertools.product(
+            task_cells(task), seq_lens, training_strategies(), range(config["seeds"])
+        ):
+            for tau in [0] if strategy == "full" else [t for t in taus if t < T]:
+                out.append(
+                    dict(task=task, cell=cell, T=T, strategy=strategy, tau=tau, seed=seed)
+                )
+    return out
+
+
+def run_files(name):
+    return [f"{RESULTS}/train/{RUN}/{name}".format(**r) for r in runs()]
+
+
+def gradstats_files():
+    out = []
+    for task in config["tasks"]:
+        seq_lens, _ = task_grid(task)
+        for cell, T, ck in itertools.product(
+            task_cells(task), seq_lens, config["gradstats"]["checkpoints"]
+        ):
+            out.append(
+                f"{RESULTS}/gradstats/{GRADSTATS}.csv".format(
+                    task=task, cell=cell, T=T, checkpoint=ck
+                )
+            )
+    return out
+
+
+def estimator_spec(strategy, tau):
+    """Command-line spec of a strategy at τ, e.g. randomized:power:8:alpha=1.5."""
+    if strategy == "full":
+        return "full"
+    if strategy.startswith("randomized-"):
+        name = strategy.split("-", 1)[1]
+        extra = ",".join(f"{k}={v}" for k, v in (config["schedules"][name] or {}).items())
+        return f"randomized:{name}:{tau}" + (f":{extra}" if extra else "")
+    return f"{strategy}:{tau}"
+
+
+def task_args(task, cell, T):
+    s = task_settings(task)
+    return (
+        f"--task {task} --lag {s['lag']} --alphabet {s['alphabet']} --units {s['units']} "
+        f"--positive {s['positive']} --cell {cell} --hidden {s['hidden']} --seq-len {T} "
+        f"--batch-size {s['batch_size']}"
+    )
+
+
+def train_args(wildcards):
+    s = task_settings(wildcards.task)
+    tr = config["training"]
+    return (
+        f"{task_args(wildcards.task, wildcards.cell, wildcards.T)} "
+        f"--estimator {estimator_spec(wildcards.strategy, wildcards.tau)} "
+        f"--optimizer {s['optimizer']} --lr {s['lr']} --clip {s['clip']} "
+        f"--updates {s['updates']} --eval-every {tr['eval_every']} "
+        f"--eval-sequences {tr['eval_sequences']} --dtype {tr['dtype']} --seed {wildcards.seed}"
+    )
+
+
+def gradstats_estimators(wildcards):
+    _, taus = task_grid(wildcards.task)
+    specs = []
+    for tau in [t for t in taus if t < int(wildcards.T)]:
+        for family in config["gradstats"]["estimators"]:
+            if family == "randomized":
+                specs += [estimator_spec(f"randomized-{n}", tau) for n in config["schedules"]]
+            else:
+                specs.append(estimator_spec(family, tau))
+    if not specs:
+        raise WorkflowError(
+            f"no τ < T={wildcards.T} for task {wildcards.task}: add a smaller tau"
+        )
+    return ",".join(specs)
+
+
+def full_run_dir(wildcards):
+    return f"{RESULTS}/train/{RUN}".format(
+        task=wildcards.task, cell=wildcards.cell, T=wildcards.T, strategy="full", tau=0, seed=0
+    )
+
+
+def gradstats_input(wildcards):
+    if wildcards.checkpoint == "final":
+        return {"params": full_run_dir(wildcards) + "/params.npz"}
+    return {}
+
+
+def gradstats_checkpoint_arg(wildcards, input):
+    if wildcards.checkpoint == "final":
+        return f"--checkpoint {input.params}"
+    return "--init-seed 0"
+
+
+def train_mem_mb(wildcards):
+    s = task_settings(wildcards.task)
+    return 500 + int(s["hidden"]) * int(s["batch_size"]) * int(wildcards.T) // 64
