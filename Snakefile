@@ -20,6 +20,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/gradstats.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

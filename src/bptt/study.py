@@ -25,8 +25,9 @@ def add_study_commands(sub, fmt):
     p.add_argument("--out-dir", required=True, help="folder for verdict.csv, verdict_counts.csv, reasons.csv")
 
     p = sub.add_parser("figures", help="the study's figures (SVG and PNG)", formatter_class=fmt)
-    p.add_argument("--tables", required=True, help="folder with the tables")
-    p.add_argument("--only", default="", help="comma list of figure names (default: all)")
+    p.add_argument("--tables", default=None, help="folder with the tables (not needed for bench)")
+    p.add_argument("--only", default="", help="comma list of figure names (default: all but bench)")
+    p.add_argument("--bench", default=None, help="peer benchmark CSV (for the bench figure)")
     p.add_argument("--out-dir", required=True, help="folder for <name>.svg and <name>.png")
 
     p = sub.add_parser("report", help="render report.html from the tables and figures", formatter_class=fmt)
@@ -74,17 +75,19 @@ def cmd_verdict(args):
 
 
 def cmd_figures(args):
-    from .figures import FIGURES, load_tables, save
+    from .figures import ALL_FIGURES, FIGURES, load_tables, save
 
     names = [n for n in args.only.split(",") if n] or list(FIGURES)
-    unknown = [n for n in names if n not in FIGURES]
+    unknown = [n for n in names if n not in ALL_FIGURES]
     if unknown:
-        raise ValueError(f"unknown figures {unknown}; valid: {', '.join(FIGURES)}")
-    tables = load_tables(args.tables)
+        raise ValueError(f"unknown figures {unknown}; valid: {', '.join(ALL_FIGURES)}")
+    tables = load_tables(args.tables) if args.tables else {}
+    if args.bench:
+        tables["bench"] = pd.read_csv(args.bench)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        save(FIGURES[name](tables), out / name)
+        save(ALL_FIGURES[name](tables), out / name)
 
 
 def cmd_report(args):

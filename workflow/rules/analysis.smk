@@ -30,8 +30,6 @@ rule tables:
             caption="../report/lagprofile_table.rst",
             category="Tables",
         ),
-    params:
-        outdir=f"{RESULTS}/tables",
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:
@@ -39,6 +37,8 @@ rule tables:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.runs),
     shell:
         "python -m bptt tables --runs {input.runs} --gradstats {input.gradstats} "
         "--lagprofile {input.lagprofile} --out-dir {params.outdir} > {log} 2>&1"
@@ -46,7 +46,7 @@ rule tables:
 
 rule verdict:
     input:
-        rules.tables.output,
+        tables=rules.tables.output,
     output:
         verdict=report(
             f"{RESULTS}/tables/verdict.csv",
@@ -63,8 +63,6 @@ rule verdict:
             caption="../report/reasons.rst",
             category="Verdict",
         ),
-    params:
-        tables=f"{RESULTS}/tables",
     log:
         f"{RESULTS}/logs/verdict.log",
     benchmark:
@@ -72,14 +70,17 @@ rule verdict:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
+        outdir=lambda wildcards, output: os.path.dirname(output.verdict),
     shell:
-        "python -m bptt verdict --tables {params.tables} --out-dir {params.tables} > {log} 2>&1"
+        "python -m bptt verdict --tables {params.tables} --out-dir {params.outdir} > {log} 2>&1"
 
 
 rule figures:
     input:
-        rules.tables.output,
-        rules.verdict.output,
+        tables=rules.tables.output,
+        verdict=rules.verdict.output,
     output:
         svg=[
             report(
@@ -90,9 +91,6 @@ rule figures:
             for name in FIGURE_NAMES
         ],
         png=[f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES],
-    params:
-        tables=f"{RESULTS}/tables",
-        outdir=f"{RESULTS}/figures",
     log:
         f"{RESULTS}/logs/figures.log",
     benchmark:
@@ -100,22 +98,20 @@ rule figures:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
+        outdir=lambda wildcards, output: os.path.dirname(output.png[0]),
     shell:
         "python -m bptt figures --tables {params.tables} --out-dir {params.outdir} > {log} 2>&1"
 
 
 rule report_html:
     input:
-        rules.figures.output,
-        rules.verdict.output,
+        figures=rules.figures.output.png,
+        verdict=rules.verdict.output,
         template="report/template.html.j2",
     output:
         "report/report.html",
-    params:
-        tables=f"{RESULTS}/tables",
-        figures=f"{RESULTS}/figures",
-        benchmarks=f"{RESULTS}/benchmarks",
-        config=workflow.configfiles[-1],
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
@@ -123,6 +119,11 @@ rule report_html:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.verdict[0]),
+        figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
+        benchmarks=f"{RESULTS}/benchmarks",
+        config=workflow.configfiles[-1],
     shell:
         "python -m bptt report --tables {params.tables} --figures {params.figures} "
         "--config {params.config} --template {input.template} "

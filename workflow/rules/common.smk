@@ -5,7 +5,6 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
@@ -14,12 +13,13 @@ def _check_config(cfg):
     with open(SCHEMA) as f:
         schema = yaml.safe_load(f)
     errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)
+        jsonschema.Draft202012Validator(schema).iter_errors(cfg),
+        key=lambda e: list(e.path),
     )
     if errors:
         lines = []
         for e in errors:
-            key = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
             lines.append(f"  config key '{key}': {e.message}")
         raise WorkflowError("Invalid configuration:\n" + "\n".join(lines))
     validate(cfg, schema=SCHEMA)
@@ -28,9 +28,7 @@ def _check_config(cfg):
 _check_config(config)
 
 RESULTS = "results"
-RUN = (
-    "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}/seed~{seed}"
-)
+RUN = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}/seed~{seed}"
 GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
 FIGURE_NAMES = [
     "segmentation",
@@ -81,7 +79,9 @@ def runs():
         ):
             for tau in [0] if strategy == "full" else [t for t in taus if t < T]:
                 out.append(
-                    dict(task=task, cell=cell, T=T, strategy=strategy, tau=tau, seed=seed)
+                    dict(
+                        task=task, cell=cell, T=T, strategy=strategy, tau=tau, seed=seed
+                    )
                 )
     return out
 
@@ -111,7 +111,9 @@ def estimator_spec(strategy, tau):
         return "full"
     if strategy.startswith("randomized-"):
         name = strategy.split("-", 1)[1]
-        extra = ",".join(f"{k}={v}" for k, v in (config["schedules"][name] or {}).items())
+        extra = ",".join(
+            f"{k}={v}" for k, v in (config["schedules"][name] or {}).items()
+        )
         return f"randomized:{name}:{tau}" + (f":{extra}" if extra else "")
     return f"{strategy}:{tau}"
 
@@ -143,7 +145,9 @@ def gradstats_estimators(wildcards):
     for tau in [t for t in taus if t < int(wildcards.T)]:
         for family in config["gradstats"]["estimators"]:
             if family == "randomized":
-                specs += [estimator_spec(f"randomized-{n}", tau) for n in config["schedules"]]
+                specs += [
+                    estimator_spec(f"randomized-{n}", tau) for n in config["schedules"]
+                ]
             else:
                 specs.append(estimator_spec(family, tau))
     if not specs:
@@ -155,13 +159,18 @@ def gradstats_estimators(wildcards):
 
 def full_run_dir(wildcards):
     return f"{RESULTS}/train/{RUN}".format(
-        task=wildcards.task, cell=wildcards.cell, T=wildcards.T, strategy="full", tau=0, seed=0
+        task=wildcards.task,
+        cell=wildcards.cell,
+        T=wildcards.T,
+        strategy="full",
+        tau=0,
+        seed=0,
     )
 
 
 def gradstats_input(wildcards):
     if wildcards.checkpoint == "final":
-        return {"params": full_run_dir(wildcards) + "/params.npz"}
+        return {"params": os.path.join(full_run_dir(wildcards), "params.npz")}
     return {}
 
 

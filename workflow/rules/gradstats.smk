@@ -3,25 +3,25 @@ rule gradstats:
         unpack(gradstats_input),
     output:
         f"{RESULTS}/gradstats/{GRADSTATS}.csv",
-    params:
-        task=lambda wildcards: task_args(wildcards.task, wildcards.cell, wildcards.T),
-        estimators=gradstats_estimators,
-        checkpoint=gradstats_checkpoint_arg,
-        samples=config["gradstats"]["samples"],
-        batches=config["gradstats"]["batches"],
     log:
         f"{RESULTS}/logs/gradstats/{GRADSTATS}.log",
     benchmark:
         f"{RESULTS}/benchmarks/gradstats/{GRADSTATS}.tsv"
+    wildcard_constraints:
+        T=r"\d+",
+        checkpoint="init|final",
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    wildcard_constraints:
-        T=r"\d+",
-        checkpoint="init|final",
+    params:
+        task=lambda wildcards: task_args(wildcards.task, wildcards.cell, wildcards.T),
+        estimators=gradstats_estimators,
+        checkpoint=gradstats_checkpoint_arg,
+        samples=config["gradstats"]["samples"],
+        batches=config["gradstats"]["batches"],
     shell:
         "python -m bptt gradstats {params.task} {params.checkpoint} "
         "--estimators {params.estimators} --samples {params.samples} "
@@ -31,12 +31,6 @@ rule gradstats:
 rule lagprofile:
     output:
         f"{RESULTS}/lagprofile/lagprofile.csv",
-    params:
-        cells=",".join(config["lagprofile"]["cells"]),
-        radii=",".join(str(r) for r in config["lagprofile"]["radii"]),
-        seq_len=config["lagprofile"]["seq_len"],
-        hidden=config["lagprofile"]["hidden"],
-        seeds=config["lagprofile"]["seeds"],
     log:
         f"{RESULTS}/logs/lagprofile.log",
     benchmark:
@@ -44,6 +38,12 @@ rule lagprofile:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        cells=",".join(config["lagprofile"]["cells"]),
+        radii=",".join(str(r) for r in config["lagprofile"]["radii"]),
+        seq_len=config["lagprofile"]["seq_len"],
+        hidden=config["lagprofile"]["hidden"],
+        seeds=config["lagprofile"]["seeds"],
     shell:
         "python -m bptt lagprofile --cells {params.cells} --radii {params.radii} "
         "--seq-len {params.seq_len} --hidden {params.hidden} --seeds {params.seeds} "

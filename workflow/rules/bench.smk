@@ -1,0 +1,51 @@
+# Opt-in peer benchmark against PyTorch: `snakemake --cores 1 bench` (needs the `peer`
+# extra: pip install -e ".[peer]"). Its figure joins the report's appendix on the next
+# `snakemake --forcerun report_html`.
+
+
+rule peer_benchmark:
+    output:
+        f"{RESULTS}/bench/peer.csv",
+    params:
+        quick="--quick" if config["bench"]["quick"] else "",
+    log:
+        f"{RESULTS}/logs/bench/peer.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench/peer.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        runtime=60,
+    shell:
+        "python bench/peer.py {params.quick} --out {output} > {log} 2>&1"
+
+
+rule bench_figure:
+    input:
+        f"{RESULTS}/bench/peer.csv",
+    output:
+        png=f"{RESULTS}/figures/bench.png",
+        svg=report(
+            f"{RESULTS}/figures/bench.svg",
+            caption="../report/bench.rst",
+            category="Appendix",
+        ),
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.png),
+    log:
+        f"{RESULTS}/logs/bench/figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/bench/figure.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m bptt figures --only bench --bench {input} "
+        "--out-dir {params.outdir} > {log} 2>&1"
+
+
+rule bench:
+    input:
+        rules.peer_benchmark.output,
+        rules.bench_figure.output,
