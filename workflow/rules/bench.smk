@@ -6,8 +6,6 @@
 rule peer_benchmark:
     output:
         f"{RESULTS}/bench/peer.csv",
-    params:
-        quick="--quick" if config["bench"]["quick"] else "",
     log:
         f"{RESULTS}/logs/bench/peer.log",
     benchmark:
@@ -17,6 +15,8 @@ rule peer_benchmark:
     threads: 1
     resources:
         runtime=60,
+    params:
+        quick="--quick" if config["bench"]["quick"] else "",
     shell:
         "python bench/peer.py {params.quick} --out {output} > {log} 2>&1"
 
@@ -31,8 +31,6 @@ rule bench_figure:
             caption="../report/bench.rst",
             category="Appendix",
         ),
-    params:
-        outdir=lambda wildcards, output: os.path.dirname(output.png),
     log:
         f"{RESULTS}/logs/bench/figure.log",
     benchmark:
@@ -40,6 +38,8 @@ rule bench_figure:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        outdir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
         "python -m bptt figures --only bench --bench {input} "
         "--out-dir {params.outdir} > {log} 2>&1"
