@@ -7,7 +7,7 @@ import pytest
 
 from bptt import estimators as E
 from bptt.backprop import backward
-from bptt.losses import LOSSES
+from bptt.losses import LOSSES, class_major_targets
 from bptt.schedules import make_schedule
 
 CELLS = ["linear", "tanh", "gru", "lstm"]
@@ -46,7 +46,8 @@ def reference_truncated(model, params, batch, spans, eps=1e-6):
             w[s - t0] = mask[s]
         if not w.any():
             return 0.0
-        l, _ = LOSSES[model.loss](out, Y[t0 : t1 + 1], w)
+        cm = out.reshape(-1, out.shape[-1]).T
+        l, _ = LOSSES[model.loss](cm, class_major_targets(Y[t0 : t1 + 1], model.loss), w)
         return l * w.sum() / total
 
     g = np.zeros_like(flat)

@@ -22,8 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+def _sigmoid_inplace(x):
+    """σ(x) = (1 + tanh(x/2)) / 2, computed in place."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
 
 
 def _per_batch(coef, K):
@@ -174,28 +178,26 @@ class GRU(Cell):
         dt = xproj.dtype
         states = np.empty((T + 1, B, H), dtype=dt)
         states[0] = state0
-        z = np.empty((T, B, H), dt)
-        r = np.empty((T, B, H), dt)
+        zr = np.empty((T, B, 2 * H), dt)
         n = np.empty((T, B, H), dt)
         rh = np.empty((T, B, H), dt)
         W_zr = params["W_h"][:, : 2 * H]
         W_n = params["W_h"][:, 2 * H :]
         for t in range(T):
-            h = states[t]
-            a = h @ W_zr
-            a += xproj[t, :, : 2 * H]
-            g = _sigmoid(a)
-            z[t] = g[:, :H]
-            r[t] = g[:, H:]
-            np.multiply(r[t], h, out=rh[t])
-            c = rh[t] @ W_n
+            h, g, c = states[t], zr[t], n[t]
+            np.matmul(h, W_zr, out=g)
+            g += xproj[t, :, : 2 * H]
+            _sigmoid_inplace(g)
+            np.multiply(g[:, H:], h, out=rh[t])
+            np.matmul(rh[t], W_n, out=c)
             c += xproj[t, :, 2 * H :]
-            np.tanh(c, out=n[t])
+            np.tanh(c, out=c)
             # h' = n + z (h - n)
-            np.subtract(h, n[t], out=states[t + 1])
-            states[t + 1] *= z[t]
-            states[t + 1] += n[t]
-        return states, {"H": H, "z": z, "r": r, "n": n, "rh": rh}
+            hn = states[t + 1]
+            np.subtract(h, c, out=hn)
+            hn *= g[:, :H]
+            hn += c
+        return states, {"H": H, "z": zr[..., :H], "r": zr[..., H:], "n": n, "rh": rh}
 
     def prepare_backward(self, params, states, cache):
         z, r, n = cache["z"], cache["r"], cache["n"]
@@ -251,9 +253,9 @@ class LSTM(Cell):
             a = gates[t]
             np.matmul(states[t, :, :H], W_h, out=a)
             a += xproj[t]
-            a[:, : 2 * H] = _sigmoid(a[:, : 2 * H])
+            _sigmoid_inplace(a[:, : 2 * H])
             np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-            a[:, 3 * H :] = _sigmoid(a[:, 3 * H :])
+            _sigmoid_inplace(a[:, 3 * H :])
             c = states[t + 1, :, H:]
             np.multiply(a[:, H : 2 * H], states[t, :, H:], out=c)
             c += a[:, :H] * a[:, 2 * H : 3 * H]

@@ -164,6 +164,7 @@ class Recall(Task):
         return self.batch(np.random.default_rng(self.eval_seed + offset), n, T)
 
     def metric(self, loss, outputs, Y, mask):
+        """Accuracy; ``outputs`` are class-major (V, T*B)."""
         return accuracy(outputs, Y, mask)
 
     def describe(self):

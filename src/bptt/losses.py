@@ -1,6 +1,10 @@
-"""Per-token losses with a mask, as (value, gradient w.r.t. the outputs).
+"""Per-token losses with a weight per token, as (value, gradient w.r.t. the outputs).
 
-The loss is the masked mean ``L = Σ_{t,b} w_tb l(o_tb, y_tb) / Σ w``: with no mask,
+Outputs are *class-major*: an array (V, N) whose column n is the output vector of token
+n (N = T*B).  Reductions over the V classes then run across contiguous rows, which is
+several times faster in numpy than reducing a short last axis.
+
+The loss is the weighted mean ``L = Σ_n w_n l(o_n, y_n) / Σ w``: with no mask,
 ``(1/(T B)) Σ l`` — DESIGN's ``(1/T) Σ_t l_t`` averaged over the batch.
 """
 
@@ -9,42 +13,51 @@ from __future__ import annotations
 import numpy as np
 
 
-def _normalizer(mask):
+def _weights(mask, dtype):
     total = float(mask.sum())
     if total <= 0:
         raise ValueError("loss mask selects no token")
-    return total
+    return (mask.ravel() / total).astype(dtype)
 
 
-def softmax_xent(logits, targets, mask):
-    """Softmax cross-entropy. logits (T, B, V), integer targets (T, B), mask (T, B).
+def softmax_xent(outputs, targets, mask):
+    """Softmax cross-entropy. outputs (V, N), integer targets (N,), mask (N,).
 
-    Returns ``(loss, dlogits)`` with dlogits (T, B, V).
+    Returns ``(loss, doutputs)`` with doutputs (V, N).
     """
-    z = logits - logits.max(axis=-1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    p_true = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
-    w = mask / _normalizer(mask)
-    loss = -float(np.sum(w * np.log(np.maximum(p_true, np.finfo(z.dtype).tiny))))
-    dlogits = z
-    np.put_along_axis(dlogits, targets[..., None], p_true[..., None] - 1.0, axis=-1)
-    dlogits *= w[..., None].astype(z.dtype)
-    return loss, dlogits
+    w = _weights(mask, outputs.dtype)
+    cols = np.arange(outputs.shape[1])
+    p = outputs - outputs.max(axis=0)
+    np.exp(p, out=p)
+    p /= p.sum(axis=0)
+    p_true = p[targets, cols]
+    loss = -float(np.dot(w, np.log(np.maximum(p_true, np.finfo(p.dtype).tiny))))
+    p[targets, cols] = p_true - 1.0
+    p *= w
+    return loss, p
 
 
 def squared_error(outputs, targets, mask):
-    """``½ (o - y)²`` summed over output units. outputs, targets (T, B, V); mask (T, B)."""
+    """``½ (o - y)²`` summed over output units. outputs, targets (V, N); mask (N,)."""
+    w = _weights(mask, outputs.dtype)
     diff = outputs - targets
-    w = (mask / _normalizer(mask)).astype(outputs.dtype)
-    loss = 0.5 * float(np.sum(w[..., None] * diff * diff))
-    return loss, diff * w[..., None]
+    loss = 0.5 * float(np.dot(np.einsum("vn,vn->n", diff, diff), w))
+    diff *= w
+    return loss, diff
 
 
-def accuracy(logits, targets, mask):
-    """Masked fraction of argmax predictions equal to the target."""
-    hit = (logits.argmax(axis=-1) == targets).astype(np.float64)
-    return float(np.sum(hit * mask) / _normalizer(mask))
+def accuracy(outputs, targets, mask):
+    """Weighted fraction of tokens whose argmax output equals the target. outputs (V, N)."""
+    hit = (outputs.argmax(axis=0) == targets.ravel()).astype(np.float64)
+    m = mask.ravel()
+    return float(np.dot(hit, m) / m.sum())
 
 
 LOSSES = {"xent": softmax_xent, "mse": squared_error}
+
+
+def class_major_targets(Y, loss):
+    """Targets in the layout of the losses: (N,) ints for xent, (V, N) for mse."""
+    if loss == "xent":
+        return Y.reshape(-1)
+    return Y.reshape(-1, Y.shape[-1]).T

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cells import get_cell
-from .losses import LOSSES
+from .losses import LOSSES, class_major_targets
 
 
 @dataclass
@@ -22,7 +22,17 @@ class Forward:
     X: np.ndarray  # (T, B, D)
     states: np.ndarray  # (T+1, B, S)
     cache: dict
-    outputs: np.ndarray  # (T, B, V)
+    outputs_cm: np.ndarray  # (V, T*B): class-major outputs, the layout of the losses
+
+    @property
+    def outputs(self):
+        """(T, B, V) view of the outputs."""
+        T, B = self.states.shape[0] - 1, self.states.shape[1]
+        return self.outputs_cm.T.reshape(T, B, -1)
+
+    def loss(self, Y, mask, loss="xent"):
+        """Loss value only (evaluation)."""
+        return LOSSES[loss](self.outputs_cm, class_major_targets(Y, loss), mask)[0]
 
 
 @dataclass
@@ -101,8 +111,9 @@ class Model:
         state0 = self.rnn.initial_state(B, self.hidden_size, dt)
         states, cache = self.rnn.forward(params, xproj, state0)
         W_o, b_o = self.readout(params)
-        hidden = states[1:, :, : self.hidden_size]
-        outputs = (hidden.reshape(T * B, -1) @ W_o + b_o).reshape(T, B, -1)
+        hidden = states[1:, :, : self.hidden_size].reshape(T * B, -1)
+        outputs = W_o.T @ hidden.T
+        outputs += b_o[:, None]
         return Forward(X, states, cache, outputs)
 
     def loss_and_seed(self, params, fwd, Y, mask):
@@ -111,17 +122,18 @@ class Model:
         The seed is what every estimator injects at each step; the readout gradient is
         exact for every estimator (it does not go through time).
         """
-        loss, dout = LOSSES[self.loss](fwd.outputs, Y, mask)
-        T, B, V = dout.shape
+        loss, dout = LOSSES[self.loss](fwd.outputs_cm, class_major_targets(Y, self.loss), mask)
+        T1, B, S = fwd.states.shape
+        T, H = T1 - 1, self.hidden_size
         W_o, _ = self.readout(params)
-        S = fwd.states.shape[-1]
-        seed = np.zeros((T, B, S), dtype=fwd.states.dtype)
-        seed[..., : self.hidden_size] = (dout.reshape(T * B, V) @ W_o.T).reshape(T, B, -1)
+        dh = dout.T @ W_o.T  # (T*B, H)
+        if S == H:
+            seed = dh.reshape(T, B, H)
+        else:
+            seed = np.zeros((T, B, S), dtype=fwd.states.dtype)
+            seed[..., :H] = dh.reshape(T, B, H)
         readout_grads = {}
         if self.trainable_readout:
-            hidden = fwd.states[1:, :, : self.hidden_size].reshape(T * B, -1)
-            readout_grads = {
-                "W_o": hidden.T @ dout.reshape(T * B, V),
-                "b_o": dout.reshape(T * B, V).sum(axis=0),
-            }
+            hidden = fwd.states[1:, :, :H].reshape(T * B, H)
+            readout_grads = {"W_o": hidden.T @ dout.T, "b_o": dout.sum(axis=1)}
         return loss, seed, readout_grads

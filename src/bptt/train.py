@@ -27,7 +27,6 @@ import pandas as pd
 from . import estimators as E
 from .data import make_task
 from .io import write_csv, write_json, write_npz
-from .losses import LOSSES
 from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -133,8 +132,8 @@ def init_params(model, seed, dtype):
 def evaluate(task, model, params, batch):
     X, Y, mask = batch
     fwd = model.forward(params, X)
-    loss, _ = LOSSES[model.loss](fwd.outputs, Y, mask)
-    return loss, task.metric(loss, fwd.outputs, Y, mask)
+    loss = fwd.loss(Y, mask, model.loss)
+    return loss, task.metric(loss, fwd.outputs_cm, Y, mask)
 
 
 def backward_span(estimator, m):
