@@ -176,36 +176,36 @@ def curves(t):
 
 def final_metric(t):
     s = t["summary"]
+    full = s[s.strategy == "full"]
     s = s[s.strategy != "full"]
-    full = t["summary"][t["summary"].strategy == "full"]
-    tasks = sorted(s.task.unique())
-    cells = sorted(s.cell.unique())
-    fig, axes = plt.subplots(len(tasks), len(cells), figsize=(4 * len(cells), 2.8 * len(tasks)),
-                             squeeze=False)
+    panels = sorted({(task, cell) for task, cell in zip(s.task, s.cell)})
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3 * nrows), squeeze=False)
     pal = _palette(s.strategy)
-    for i, task in enumerate(tasks):
-        for j, cell in enumerate(cells):
-            ax = axes[i][j]
-            sub = s[(s.task == task) & (s.cell == cell)]
-            if sub.empty:
-                ax.axis("off")
-                continue
-            T = _middle(sub["T"])
-            sub = sub[sub["T"] == T]
-            for k, (name, g) in enumerate(sub.groupby("strategy")):
-                x = g["tau"] * (1 + 0.04 * (k - 2))
-                ax.errorbar(x, g.metric_mean, yerr=[g.metric_mean - g.metric_lo, g.metric_hi - g.metric_mean],
+    handles = {}
+    for ax, (task, cell) in zip(axes.flat, panels):
+        sub = s[(s.task == task) & (s.cell == cell)]
+        T = _middle(sub["T"])
+        sub = sub[sub["T"] == T]
+        for k, name in enumerate(_order(sub.strategy)):
+            g = sub[sub.strategy == name]
+            x = g["tau"] * (1 + 0.04 * (k - 2))
+            h = ax.errorbar(x, g.metric_mean, yerr=[g.metric_mean - g.metric_lo, g.metric_hi - g.metric_mean],
                             marker="o", ms=3, capsize=2, color=pal[name], label=name)
-            f = full[(full.task == task) & (full.cell == cell) & (full["T"] == T)]
-            if len(f):
-                ax.axhline(f.metric_mean.iloc[0], color="black", ls="--", lw=1, label="full")
-            ax.set_xscale("log")
-            ax.set_title(f"{task}, {cell}, T={T}")
-            ax.set_xlabel("τ")
-            ax.set_ylabel(sub.metric_name.iloc[0])
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.02))
-    fig.suptitle("Final validation metric, mean and 95% bootstrap interval over seeds", y=1.06)
+            handles[name] = h
+        f = full[(full.task == task) & (full.cell == cell) & (full["T"] == T)]
+        if len(f):
+            handles["full"] = ax.axhline(f.metric_mean.iloc[0], color="black", ls="--", lw=1, label="full")
+        ax.set_xscale("log")
+        ax.set_title(f"{task}, {cell}, T={T}")
+        ax.set_xlabel("τ")
+        ax.set_ylabel(sub.metric_name.iloc[0])
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=max(1, len(handles)),
+               bbox_to_anchor=(0.5, 1.04))
+    fig.suptitle("Final validation metric, mean and 95% bootstrap interval over seeds", y=1.09)
     fig.tight_layout()
     return fig
 
