@@ -45,6 +45,7 @@ def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
     temps = tuple(np.empty((B * K, w), dtype=states.dtype) for w in widths) if reduce else None
 
     carry = np.zeros((B * K, S), dtype=states.dtype)
+    spare = np.empty_like(carry)  # ping-pong buffers: no allocation inside the loop
     for t in range(T - 1, -1, -1):
         c3 = carry.reshape(B, K, S)
         if inject is None:
@@ -52,7 +53,7 @@ def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
         else:
             c3 += seed[t][:, None, :] * inject[:, t][None, :, None]
         outs = temps if reduce else tuple(s[t] for s in stores)
-        carry = cell.backward_step(params, cache, t, carry, outs, K)
+        carry, spare = cell.backward_step(params, cache, t, carry, outs, K, spare), carry
         if reduce:
             for s, tmp in zip(stores, temps):
                 tmp.reshape(B, K, -1).sum(axis=1, out=s[t])

@@ -14,7 +14,8 @@ Backward layout: the gradient flowing into a step is a 2-D array ``delta`` of sh
 (B*K, S), row ``b*K + k`` holding batch element b of estimator sample k, so that the
 K samples of an estimator share one GEMM per step.  ``backward_step`` writes the
 gradients of the step's pre-activations into ``outs`` (one (B*K, width) array per
-entry of ``grad_widths``) and returns the gradient with respect to ``state_{t-1}``.
+entry of ``grad_widths``) and returns the gradient with respect to ``state_{t-1}``,
+written into ``out`` (a (B*K, S) buffer that does not alias ``delta``).
 """
 
 from __future__ import annotations
@@ -128,9 +129,9 @@ class Linear(Cell):
     def prepare_backward(self, params, states, cache):
         return cache
 
-    def backward_step(self, params, cache, t, delta, outs, K):
+    def backward_step(self, params, cache, t, delta, outs, K, out):
         outs[0][...] = delta
-        return delta @ params["W_h"].T
+        return np.matmul(delta, params["W_h"].T, out=out)
 
 
 class Tanh(Cell):
@@ -155,10 +156,10 @@ class Tanh(Cell):
         cache["dtanh"] = 1.0 - h * h
         return cache
 
-    def backward_step(self, params, cache, t, delta, outs, K):
+    def backward_step(self, params, cache, t, delta, outs, K, out):
         dpre = outs[0]
         np.multiply(_rows(delta, K), _per_batch(cache["dtanh"][t], K), out=_rows(dpre, K))
-        return dpre @ params["W_h"].T
+        return np.matmul(dpre, params["W_h"].T, out=out)
 
 
 class GRU(Cell):
@@ -213,7 +214,7 @@ class GRU(Cell):
     def recurrent_grad_inputs(self, states, cache):
         return (states[:-1], cache["rh"])
 
-    def backward_step(self, params, cache, t, delta, outs, K):
+    def backward_step(self, params, cache, t, delta, outs, K, out):
         H = cache["H"]
         dzr, dn = outs
         W_h = params["W_h"]
@@ -223,7 +224,7 @@ class GRU(Cell):
         dzr3 = _rows(dzr, K)
         np.multiply(d3, _per_batch(cache["c_z"][t], K), out=dzr3[..., :H])
         np.multiply(_rows(drh, K), _per_batch(cache["c_r"][t], K), out=dzr3[..., H:])
-        dprev = dzr @ W_h[:, : 2 * H].T
+        dprev = np.matmul(dzr, W_h[:, : 2 * H].T, out=out)
         p3 = _rows(dprev, K)
         p3 += d3 * _per_batch(cache["z"][t], K)
         p3 += _rows(drh, K) * _per_batch(cache["r"][t], K)
@@ -280,7 +281,7 @@ class LSTM(Cell):
     def recurrent_grad_inputs(self, states, cache):
         return (states[:-1, :, : cache["H"]],)
 
-    def backward_step(self, params, cache, t, delta, outs, K):
+    def backward_step(self, params, cache, t, delta, outs, K, out):
         H = cache["H"]
         d3 = _rows(delta, K)
         dh, dc = d3[..., :H], d3[..., H:]
@@ -290,8 +291,8 @@ class LSTM(Cell):
         np.multiply(dc_tot, _per_batch(cache["c_f"][t], K), out=dpre[..., H : 2 * H])
         np.multiply(dc_tot, _per_batch(cache["c_g"][t], K), out=dpre[..., 2 * H : 3 * H])
         np.multiply(dh, _per_batch(cache["c_o"][t], K), out=dpre[..., 3 * H :])
-        dprev = np.empty_like(delta)
-        dprev[:, :H] = outs[0] @ params["W_h"].T
+        dprev = out
+        np.matmul(outs[0], params["W_h"].T, out=dprev[:, :H])
         np.multiply(dc_tot, _per_batch(cache["f"][t], K), out=_rows(dprev, K)[..., H:])
         return dprev
 
@@ -346,9 +347,9 @@ class Influence(Cell):
     def prepare_backward(self, params, states, cache):
         return cache
 
-    def backward_step(self, params, cache, t, delta, outs, K):
+    def backward_step(self, params, cache, t, delta, outs, K, out):
         outs[0][...] = delta
-        return delta @ cache["A"]
+        return np.matmul(delta, cache["A"], out=out)
 
     def param_grads(self, params, X, states, cache, stores, K):
         T, B, _ = X.shape

@@ -40,7 +40,7 @@ def lag_profile(cell, rho, hidden=32, seq_len=64, batch_size=16, vocab=8, seed=0
     for k in range(seq_len):
         t = seq_len - 1 - k
         norms[k] = np.mean(np.linalg.norm(delta[:, :hidden], axis=1))
-        delta = model.rnn.backward_step(params, cache, t, delta, outs, 1)
+        delta = model.rnn.backward_step(params, cache, t, delta, outs, 1, np.empty_like(delta))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = norms / norms[0]
     return pd.DataFrame({"cell": cell, "rho": rho, "seed": seed, "k": np.arange(seq_len),
