@@ -7,8 +7,10 @@ the readout always sees ``state[..., :H]``.
 The split of work follows DESIGN §1: the input projection ``X @ W_x + b`` and the
 weight gradients are single large matrix products done *outside* the time loop;
 only the recurrent products (``h @ W_h`` forward, ``dpre @ W_h.T`` backward) and
-elementwise work run inside it.  Elementwise derivative factors that do not depend on
-the incoming gradient are precomputed once per forward pass (``prepare_backward``).
+elementwise work run inside it.  The elementwise derivative factors of a step are
+computed inside the loop from that step's (B, H) slices, which stay in cache; computing
+them for all T at once streams several (T, B, H) arrays through memory and was measured
+slower (``bench/``).
 
 Backward layout: the gradient flowing into a step is a 2-D array ``delta`` of shape
 (B*K, S), row ``b*K + k`` holding batch element b of estimator sample k, so that the
@@ -29,6 +31,20 @@ def _sigmoid_inplace(x):
     np.tanh(x, out=x)
     x += 1.0
     x *= 0.5
+
+
+def _one_minus_square(x):
+    """1 - x², with one allocation."""
+    out = np.multiply(x, x)
+    np.subtract(1.0, out, out=out)
+    return out
+
+
+def _sigmoid_slope(s):
+    """s (1 - s), the derivative of σ given s = σ(x), with one allocation."""
+    out = np.subtract(1.0, s)
+    out *= s
+    return out
 
 
 def _per_batch(coef, K):
@@ -78,7 +94,9 @@ class Cell:
     def input_projection(self, params, X):
         """(T, B, D) -> (T, B, G*H): one GEMM for the whole sequence."""
         T, B, D = X.shape
-        return (X.reshape(T * B, D) @ params["W_x"] + params["b"]).reshape(T, B, -1)
+        xproj = X.reshape(T * B, D) @ params["W_x"]
+        xproj += params["b"]
+        return xproj.reshape(T, B, -1)
 
     def grad_widths(self, hidden):
         return (self.gates * hidden,)
@@ -152,13 +170,13 @@ class Tanh(Cell):
         return states, {"H": H}
 
     def prepare_backward(self, params, states, cache):
-        h = states[1:]
-        cache["dtanh"] = 1.0 - h * h
+        cache["states"] = states
         return cache
 
     def backward_step(self, params, cache, t, delta, outs, K, out):
         dpre = outs[0]
-        np.multiply(_rows(delta, K), _per_batch(cache["dtanh"][t], K), out=_rows(dpre, K))
+        slope = _one_minus_square(cache["states"][t + 1])
+        np.multiply(_rows(delta, K), _per_batch(slope, K), out=_rows(dpre, K))
         return np.matmul(dpre, params["W_h"].T, out=out)
 
 
@@ -201,12 +219,21 @@ class GRU(Cell):
         return states, {"H": H, "z": zr[..., :H], "r": zr[..., H:], "n": n, "rh": rh}
 
     def prepare_backward(self, params, states, cache):
-        z, r, n = cache["z"], cache["r"], cache["n"]
-        h_prev = states[:-1]
-        cache["c_n"] = (1.0 - z) * (1.0 - n * n)
-        cache["c_z"] = (h_prev - n) * z * (1.0 - z)
-        cache["c_r"] = h_prev * r * (1.0 - r)
+        cache["states"] = states
         return cache
+
+    def _slopes(self, cache, t):
+        """(1 - z)(1 - n²), (h - n) z (1 - z), h r (1 - r) for step t, each (B, H)."""
+        z, r, n, h_prev = cache["z"][t], cache["r"][t], cache["n"][t], cache["states"][t]
+        one_minus_z = np.subtract(1.0, z)
+        c_n = _one_minus_square(n)
+        c_n *= one_minus_z
+        c_z = np.subtract(h_prev, n)
+        c_z *= z
+        c_z *= one_minus_z
+        c_r = _sigmoid_slope(r)
+        c_r *= h_prev
+        return c_n, c_z, c_r
 
     def grad_widths(self, hidden):
         return (2 * hidden, hidden)
@@ -218,16 +245,23 @@ class GRU(Cell):
         H = cache["H"]
         dzr, dn = outs
         W_h = params["W_h"]
-        d3 = _rows(delta, K)
-        np.multiply(d3, _per_batch(cache["c_n"][t], K), out=_rows(dn, K))
-        drh = dn @ W_h[:, 2 * H :].T
+        drh = cache.get("drh")
+        if drh is None or drh.shape != dn.shape:
+            drh = cache["drh"] = np.empty_like(dn)
+        d3, drh3 = _rows(delta, K), _rows(drh, K)
+        c_n, c_z, c_r = self._slopes(cache, t)
+        np.multiply(d3, _per_batch(c_n, K), out=_rows(dn, K))
+        np.matmul(dn, W_h[:, 2 * H :].T, out=drh)
         dzr3 = _rows(dzr, K)
-        np.multiply(d3, _per_batch(cache["c_z"][t], K), out=dzr3[..., :H])
-        np.multiply(_rows(drh, K), _per_batch(cache["c_r"][t], K), out=dzr3[..., H:])
+        np.multiply(d3, _per_batch(c_z, K), out=dzr3[..., :H])
+        np.multiply(drh3, _per_batch(c_r, K), out=dzr3[..., H:])
         dprev = np.matmul(dzr, W_h[:, : 2 * H].T, out=out)
         p3 = _rows(dprev, K)
-        p3 += d3 * _per_batch(cache["z"][t], K)
-        p3 += _rows(drh, K) * _per_batch(cache["r"][t], K)
+        # delta and drh are dead after this step: scale them in place
+        d3 *= _per_batch(cache["z"][t], K)
+        p3 += d3
+        drh3 *= _per_batch(cache["r"][t], K)
+        p3 += drh3
         return dprev
 
 
@@ -265,18 +299,27 @@ class LSTM(Cell):
         return states, {"H": H, "gates": gates, "tc": tc}
 
     def prepare_backward(self, params, states, cache):
-        H = cache["H"]
-        g = cache["gates"]
-        i, f, gg, o = g[..., :H], g[..., H : 2 * H], g[..., 2 * H : 3 * H], g[..., 3 * H :]
-        tc = cache["tc"]
-        c_prev = states[:-1, :, H:]
-        cache["c_c"] = o * (1.0 - tc * tc)  # dh -> dc'
-        cache["c_i"] = gg * i * (1.0 - i)
-        cache["c_f"] = c_prev * f * (1.0 - f)
-        cache["c_g"] = i * (1.0 - gg * gg)
-        cache["c_o"] = tc * o * (1.0 - o)
-        cache["f"] = np.ascontiguousarray(f)
+        cache["states"] = states
         return cache
+
+    def _slopes(self, cache, t):
+        """Derivative factors of step t, each (B, H): dh->dc', then i, f, g, o."""
+        H = cache["H"]
+        g = cache["gates"][t]
+        i, f, gg, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+        tc = cache["tc"][t]
+        c_prev = cache["states"][t, :, H:]
+        c_c = _one_minus_square(tc)  # o (1 - tanh² c')
+        c_c *= o
+        c_i = _sigmoid_slope(i)  # g i (1 - i)
+        c_i *= gg
+        c_f = _sigmoid_slope(f)  # c_{t-1} f (1 - f)
+        c_f *= c_prev
+        c_g = _one_minus_square(gg)  # i (1 - g²)
+        c_g *= i
+        c_o = _sigmoid_slope(o)  # tanh(c') o (1 - o)
+        c_o *= tc
+        return c_c, c_i, c_f, c_g, c_o, f
 
     def recurrent_grad_inputs(self, states, cache):
         return (states[:-1, :, : cache["H"]],)
@@ -285,15 +328,20 @@ class LSTM(Cell):
         H = cache["H"]
         d3 = _rows(delta, K)
         dh, dc = d3[..., :H], d3[..., H:]
-        dc_tot = dc + dh * _per_batch(cache["c_c"][t], K)
         dpre = _rows(outs[0], K)
-        np.multiply(dc_tot, _per_batch(cache["c_i"][t], K), out=dpre[..., :H])
-        np.multiply(dc_tot, _per_batch(cache["c_f"][t], K), out=dpre[..., H : 2 * H])
-        np.multiply(dc_tot, _per_batch(cache["c_g"][t], K), out=dpre[..., 2 * H : 3 * H])
-        np.multiply(dh, _per_batch(cache["c_o"][t], K), out=dpre[..., 3 * H :])
+        c_c, c_i, c_f, c_g, c_o, f = (_per_batch(c, K) for c in self._slopes(cache, t))
+        # total gradient of c' accumulated in place in delta (dead after this step),
+        # using the i-block of dpre as scratch before it is written
+        np.multiply(dh, c_c, out=dpre[..., :H])
+        dc += dpre[..., :H]
+        dc_tot = dc
+        np.multiply(dc_tot, c_i, out=dpre[..., :H])
+        np.multiply(dc_tot, c_f, out=dpre[..., H : 2 * H])
+        np.multiply(dc_tot, c_g, out=dpre[..., 2 * H : 3 * H])
+        np.multiply(dh, c_o, out=dpre[..., 3 * H :])
         dprev = out
         np.matmul(outs[0], params["W_h"].T, out=dprev[:, :H])
-        np.multiply(dc_tot, _per_batch(cache["f"][t], K), out=_rows(dprev, K)[..., H:])
+        np.multiply(dc_tot, f, out=_rows(dprev, K)[..., H:])
         return dprev
 
 
