@@ -4,8 +4,8 @@ Same shapes, same data, same step (forward + cross-entropy + backward + gradient
 clipping + SGD update), single thread, float32, median of several repetitions:
 
 - ``bptt``: this project's numpy engine;
-- ``torch-scratch``: d2l's RNNScratch / GRUScratch with autograd (one matmul per
-  step on the one-hot input, as the book writes it);
+- ``torch-scratch``: d2l's RNNScratch / GRUScratch with autograd (token ids made
+  one-hot inside the forward and one matmul per step on them, as the book writes it);
 - ``torch-nn``: ``torch.nn.RNN`` / ``torch.nn.GRU`` (fused kernels; note that
   nn.GRU applies the reset gate after the recurrent product, a different cell).
 
@@ -67,8 +67,22 @@ def make_batch(B, T, seed=0):
     ids = load_timemachine()
     starts = np.random.default_rng(seed).integers(0, len(ids) - T - 1, size=B)
     seq = ids[starts[None, :] + np.arange(T + 1)[:, None]]
-    X = np.eye(V, dtype=np.float32)[seq[:-1]]
-    return X, seq[1:], np.ones((T, B))
+    return seq[:-1], seq[1:], np.ones((T, B))  # token ids (T, B), as d2l's data loader
+
+
+def interleaved_times(fns, reps, warmup=1):
+    """Median time of each function, measured in rotation so that the machine's
+    fluctuations (shared cores) hit every implementation alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def median_time(fn, reps, warmup=1):
@@ -134,6 +148,7 @@ def torch_modules(torch):
 
         def forward(self, X, multipliers=None, detach_every=0):
             p = self.p
+            X = torch.nn.functional.one_hot(X, V).float()  # as d2l's RNNLMScratch.one_hot
             T, B, _ = X.shape
             H = p["W_h"].shape[0]
             h = torch.zeros(B, H)
@@ -185,7 +200,7 @@ def torch_modules(torch):
 
         def step(self, X, Y):
             self.opt.zero_grad()
-            h, _ = self.rnn(X)
+            h, _ = self.rnn(torch.nn.functional.one_hot(X, V).float())
             logits = self.out(h)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), Y.reshape(-1))
             loss.backward()
@@ -230,7 +245,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch = import_torch()
     Scratch, NN = torch_modules(torch)
-    reps = args.reps or (3 if args.quick else 7)
+    reps = args.reps or (5 if args.quick else 11)
     rows = []
 
     def add(workload, config, cell, impl, seconds, tokens, **extra):
@@ -246,12 +261,11 @@ def main(argv=None):
             X, Y, _ = make_batch(B, T)
             batch = (X, Y, np.ones((T, B)))
             ours = BpttStep(cell, H)
-            t_ours = median_time(lambda: ours.step(batch), reps)
             scratch = Scratch(cell, BpttStep(cell, H).params)
             Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
-            t_scr = median_time(lambda: scratch.step(Xt, Yt), reps)
             nn = NN(cell, H)
-            t_nn = median_time(lambda: nn.step(Xt, Yt), reps)
+            t_ours, t_scr, t_nn = interleaved_times(
+                [lambda: ours.step(batch), lambda: scratch.step(Xt, Yt), lambda: nn.step(Xt, Yt)], reps)
             tok = B * T
             add("train-step", name, cell, "bptt", t_ours, tok)
             add("train-step", name, cell, "torch-scratch", t_scr, tok)

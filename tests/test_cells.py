@@ -94,3 +94,14 @@ def test_linear_cell_matches_chapter_closed_form(small_problem):
 def test_unknown_cell_lists_valid_names():
     with pytest.raises(ValueError, match="gru.*linear.*lstm.*tanh"):
         get_cell("elman")
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_token_ids_equal_one_hot_inputs(small_problem, cell):
+    model, params, (X, Y, mask) = small_problem(cell=cell, T=7, B=3, V=5, H=4)
+    ids = X.argmax(-1)
+    _, dense = E.sample(model, params, (X, Y, mask), E.Full())
+    _, sparse = E.sample(model, params, (ids, Y, mask), E.Full())
+    np.testing.assert_allclose(sparse, dense, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        model.forward(params, ids + 5)

@@ -64,7 +64,7 @@ def test_torch_nn_rnn_matches_the_tanh_cell():
         rnn.bias_hh_l0.zero_()
         out.weight.copy_(torch.from_numpy(p["W_o"].T))
         out.bias.copy_(torch.from_numpy(p["b_o"]))
-    h, _ = rnn(torch.from_numpy(X))
+    h, _ = rnn(torch.nn.functional.one_hot(torch.from_numpy(X), peer.V).float())
     loss = torch.nn.functional.cross_entropy(out(h).reshape(-1, peer.V), torch.from_numpy(Y).reshape(-1))
     loss.backward()
     _, G = ours.grad((X, Y, mask), E.Full())

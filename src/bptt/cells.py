@@ -92,7 +92,14 @@ class Cell:
         return np.zeros((batch, self.state_size(hidden)), dtype=dtype)
 
     def input_projection(self, params, X):
-        """(T, B, D) -> (T, B, G*H): one GEMM for the whole sequence."""
+        """(T, B, D) floats or (T, B) token ids -> (T, B, G*H), outside the time loop.
+
+        Dense inputs take one GEMM; token ids (one-hot inputs) take one row gather of
+        ``W_x + b``, several times cheaper than multiplying by a one-hot matrix.
+        """
+        if X.ndim == 2:
+            table = params["W_x"] + params["b"]
+            return np.take(table, X.reshape(-1), axis=0).reshape(X.shape + (-1,))
         T, B, D = X.shape
         xproj = X.reshape(T * B, D) @ params["W_x"]
         xproj += params["b"]
@@ -112,15 +119,21 @@ class Cell:
         ``stores[i]`` has shape (T, B*K, width_i).  Returns ``{name: (K, *shape)}``.
         One GEMM per parameter block, over all T*B rows at once.
         """
-        T, B, D = X.shape
-        Xf = X.reshape(T * B, D)
+        if X.ndim == 2:  # token ids: the one-hot matrix, for one GEMM per block
+            T, B = X.shape
+            D = params["W_x"].shape[0]
+            Xf = np.eye(D, dtype=states.dtype)[X.reshape(-1)]
+        else:
+            T, B, D = X.shape
+            Xf = X.reshape(T * B, D)
+        ones = np.ones(T * B, dtype=states.dtype)  # a GEMV sums rows faster than .sum(axis=0)
         dWx, dWh, db = [], [], []
         for store, rec in zip(stores, self.recurrent_grad_inputs(states, cache)):
             w = store.shape[-1]
             P = store.reshape(T * B, K * w)
             dWx.append((Xf.T @ P).reshape(D, K, w))
             dWh.append((rec.reshape(T * B, -1).T @ P).reshape(-1, K, w))
-            db.append(P.sum(axis=0).reshape(K, w))
+            db.append((ones @ P).reshape(K, w))
         cat = lambda parts, axis: parts[0] if len(parts) == 1 else np.concatenate(parts, axis)
         return {
             "W_x": cat(dWx, -1).transpose(1, 0, 2),

@@ -1,6 +1,7 @@
 """Tasks: streams of (input, target, mask) batches with one loss and one metric.
 
-Every task exposes ``batch(rng, B, T) -> (X (T, B, D), Y, mask (T, B))``, a fixed
+Every task exposes ``batch(rng, B, T) -> (X, Y, mask (T, B))``, with X either token
+ids (T, B) standing for one-hot inputs or dense inputs (T, B, D), a fixed
 evaluation set, ``make_model(cell, hidden)`` and ``metric(loss, outputs, Y, mask)``.
 
 - ``timemachine``: character LM on H. G. Wells' *The Time Machine*, d2l's
@@ -70,10 +71,6 @@ def load_timemachine(path=None):
     return preprocess(raw.decode("utf-8"))
 
 
-def one_hot(ids, size, dtype=np.float64):
-    return np.eye(size, dtype=dtype)[ids]
-
-
 class Task:
     name = "base"
     loss = "xent"
@@ -105,7 +102,7 @@ class TimeMachine(Task):
     def _window(self, ids, starts, T):
         idx = starts[None, :] + np.arange(T + 1)[:, None]
         seq = ids[idx]  # (T+1, B)
-        return one_hot(seq[:-1], self.input_size), seq[1:], np.ones((T, len(starts)))
+        return seq[:-1], seq[1:], np.ones((T, len(starts)))
 
     def batch(self, rng, B, T):
         """B windows of T+1 characters at uniform random positions of the train part."""
@@ -157,7 +154,7 @@ class Recall(Task):
         y[self.lag :] = x[: -self.lag]
         mask = np.zeros((T, B))
         mask[self.lag :] = 1.0
-        return one_hot(x, self.alphabet), y, mask
+        return x, y, mask
 
     def eval_set(self, T, n, split="val"):
         offset = 0 if split == "val" else 1

@@ -101,12 +101,18 @@ class Model:
 
     # -- passes ---------------------------------------------------------------
     def forward(self, params, X):
-        """X (T, B, D) -> Forward (states (T+1, B, S), outputs (T, B, V))."""
-        T, B, D = X.shape
-        if D != self.input_size:
-            raise ValueError(f"input has {D} features, model expects {self.input_size}")
+        """X (T, B, D) floats, or (T, B) integer token ids standing for one-hot inputs
+        -> Forward (states (T+1, B, S), outputs (T, B, V))."""
         dt = params[next(iter(params))].dtype
-        X = X.astype(dt, copy=False)
+        if X.ndim == 2 and np.issubdtype(X.dtype, np.integer):
+            T, B = X.shape
+            if X.size and (X.min() < 0 or X.max() >= self.input_size):
+                raise ValueError(f"token ids must lie in [0, {self.input_size})")
+        else:
+            T, B, D = X.shape
+            if D != self.input_size:
+                raise ValueError(f"input has {D} features, model expects {self.input_size}")
+            X = X.astype(dt, copy=False)
         xproj = self.rnn.input_projection(params, X)
         state0 = self.rnn.initial_state(B, self.hidden_size, dt)
         states, cache = self.rnn.forward(params, xproj, state0)
@@ -135,5 +141,6 @@ class Model:
         readout_grads = {}
         if self.trainable_readout:
             hidden = fwd.states[1:, :, :H].reshape(T * B, H)
-            readout_grads = {"W_o": hidden.T @ dout.T, "b_o": dout.sum(axis=1)}
+            ones = np.ones(T * B, dtype=dout.dtype)
+            readout_grads = {"W_o": hidden.T @ dout.T, "b_o": dout @ ones}
         return loss, seed, readout_grads
