@@ -17,7 +17,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def workdir(tmp_path):
     """A copy of the workflow (no results) to run in."""
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     (tmp_path / "report").mkdir()
