@@ -241,6 +241,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and workloads (default: off)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default: 3 quick, 7 full)")
     ap.add_argument("--samples", type=int, default=64, help="K for the randomized workload (default: %(default)s)")
+    ap.add_argument("--configs", default=None,
+                    help=f"comma list of configs among {', '.join(CONFIGS)} (default: all; quick: d2l-v1,d2l-0.17)")
     ap.add_argument("--out", default="results/bench/peer.csv", help="CSV output (default: %(default)s)")
     args = ap.parse_args(argv)
     torch = import_torch()
@@ -254,7 +256,11 @@ def main(argv=None):
 
     peak = gemm_peak()
     print(f"single-thread float32 GEMM peak (1024^3): {peak:.1f} GFLOP/s")
-    configs = CONFIGS if not args.quick else {k: CONFIGS[k] for k in ("d2l-v1", "d2l-0.17")}
+    names = args.configs.split(",") if args.configs else (["d2l-v1", "d2l-0.17"] if args.quick else list(CONFIGS))
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown configs {unknown}; valid: {', '.join(CONFIGS)}")
+    configs = {k: CONFIGS[k] for k in names}
     print(f"\n{'training step':38s} {'bptt tok/s':>12s} {'scratch':>12s} {'nn':>12s} {'vs scratch':>11s} {'vs nn':>7s}")
     for cell in ("tanh", "gru"):
         for name, (H, B, T) in configs.items():
@@ -277,7 +283,7 @@ def main(argv=None):
 
     K = args.samples
     print(f"\n{'K=' + str(K) + ' randomized samples':38s} {'bptt (s)':>12s} {'torch loop':>12s} {'speedup':>11s}")
-    k_configs = {"d2l-0.17": CONFIGS["d2l-0.17"]} if args.quick else CONFIGS
+    k_configs = {"d2l-0.17": CONFIGS["d2l-0.17"]} if args.quick else configs
     for cell in ("tanh", "gru"):
         for name, (H, B, T) in k_configs.items():
             X, Y, _ = make_batch(B, T)
