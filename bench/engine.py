@@ -13,12 +13,12 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from bptt import Model, estimators as E  # noqa: E402
+from timing import median_time  # noqa: E402
 
 
 def problem(cell, H, B, T, V=28, seed=0, dtype=np.float32):
@@ -28,16 +28,6 @@ def problem(cell, H, B, T, V=28, seed=0, dtype=np.float32):
     X = rng.integers(0, V, (T, B))  # token ids: one-hot inputs
     Y = rng.integers(0, V, (T, B))
     return model, params, (X, Y, np.ones((T, B)))
-
-
-def median_time(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(argv=None):

@@ -31,7 +31,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -39,6 +38,7 @@ import numpy as np  # noqa: E402
 from bptt import Model  # noqa: E402
 from bptt import estimators as E  # noqa: E402
 from bptt.data import VOCAB, load_timemachine  # noqa: E402
+from timing import interleaved_times, median_time  # noqa: E402
 
 V = len(VOCAB)
 CONFIGS = {  # name: (H, B, T)
@@ -68,32 +68,6 @@ def make_batch(B, T, seed=0):
     starts = np.random.default_rng(seed).integers(0, len(ids) - T - 1, size=B)
     seq = ids[starts[None, :] + np.arange(T + 1)[:, None]]
     return seq[:-1], seq[1:], np.ones((T, B))  # token ids (T, B), as d2l's data loader
-
-
-def interleaved_times(fns, reps, warmup=1):
-    """Median time of each function, measured in rotation so that the machine's
-    fluctuations (shared cores) hit every implementation alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
-
-
-def median_time(fn, reps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 # -- bptt ---------------------------------------------------------------------

@@ -153,9 +153,14 @@ class Linear(Cell):
         states[0] = state0
         W_h = params["W_h"]
         for t in range(T):
-            np.matmul(states[t], W_h, out=states[t + 1])
-            states[t + 1] += xproj[t]
+            pre = states[t + 1]
+            np.matmul(states[t], W_h, out=pre)
+            pre += xproj[t]
+            self._activate(pre)
         return states, {"H": H}
+
+    def _activate(self, pre):
+        """The activation, in place (identity here)."""
 
     def prepare_backward(self, params, states, cache):
         cache["W_hT"] = np.ascontiguousarray(params["W_h"].T)
@@ -166,22 +171,13 @@ class Linear(Cell):
         return np.matmul(delta, cache["W_hT"], out=out)
 
 
-class Tanh(Cell):
+class Tanh(Linear):
     """``h_t = tanh(x_t W_x + h_{t-1} W_h + b)`` (d2l's RNNScratch)."""
 
     name = "tanh"
 
-    def forward(self, params, xproj, state0):
-        T, B, H = xproj.shape
-        states = np.empty((T + 1, B, H), dtype=xproj.dtype)
-        states[0] = state0
-        W_h = params["W_h"]
-        for t in range(T):
-            pre = states[t + 1]
-            np.matmul(states[t], W_h, out=pre)
-            pre += xproj[t]
-            np.tanh(pre, out=pre)
-        return states, {"H": H}
+    def _activate(self, pre):
+        np.tanh(pre, out=pre)
 
     def prepare_backward(self, params, states, cache):
         cache["states"] = states
