@@ -127,6 +127,7 @@ def test_smoke_study_end_to_end(tmp_path):
         assert f'id="fig-{name}"' in html
     assert 'id="verdict-table"' in html and "<table" in html
     assert "randomized truncation beat regular truncation" in html
+    assert "<strong>Why.</strong>" in html and "the claim" in html
     for table in ("runs", "curves", "summary", "gradstats", "lagprofile", "verdict",
                   "verdict_counts", "reasons"):
         assert (wd / "results/tables" / f"{table}.csv").stat().st_size > 0

@@ -97,7 +97,8 @@ def bias(t):
     gs = _gs(t)
     g = sns.relplot(data=gs, x="tau", y="relative_bias", hue="strategy", hue_order=_order(gs.strategy),
                     palette=_palette(gs.strategy), col="task", row="checkpoint", kind="line",
-                    marker="o", errorbar=None, height=2.8, aspect=1.2, facet_kws={"sharey": False})
+                    marker="o", errorbar=None, height=2.8, aspect=1.2,
+                    facet_kws={"sharey": False, "sharex": False})
     g.set(xscale="log", xlabel="τ (truncation length or mean segment length)",
           ylabel="relative bias ‖E ĝ − g‖/‖g‖")
     g.figure.suptitle("Bias of each estimator (mean over cells and T)", y=1.02)
@@ -112,7 +113,7 @@ def variance(t):
     g = sns.relplot(data=long, x="tau", y="value", hue="strategy", style="quantity",
                     hue_order=_order(long.strategy), palette=_palette(long.strategy), col="task",
                     row="checkpoint", kind="line", marker="o", errorbar=None, height=2.8,
-                    aspect=1.2, facet_kws={"sharey": False})
+                    aspect=1.2, facet_kws={"sharey": False, "sharex": False})
     for (row, col), ax in g.axes_dict.items():
         noise = gs[(gs.checkpoint == row) & (gs.task == col)]["sgd_relative_variance"].mean()
         ax.axhline(noise, color="black", ls=":", lw=1.2, label="SGD minibatch noise")
