@@ -62,26 +62,24 @@ def reference_truncated(model, params, batch, spans, eps=1e-6):
     return g
 
 
-@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
-@pytest.mark.parametrize("tau", [1, 3])
-def test_windowed_against_slow_reference(small_problem, cell, tau):
-    T = 7
-    model, params, batch = small_problem(cell=cell, T=T, B=2, V=3, H=2)
-    _, G = E.sample(model, params, batch, E.Windowed(tau))
-    # loss at t sees the steps max(0, t-τ+1) .. t
-    spans = [(max(0, t - tau + 1), t, [t]) for t in range(T)]
-    ref = reference_truncated(model, params, batch, spans)
-    np.testing.assert_allclose(G[0], ref, rtol=1e-6, atol=1e-9)
+def windowed_spans(T, tau):
+    """The loss at t sees the steps max(0, t-τ+1) .. t."""
+    return [(max(0, t - tau + 1), t, [t]) for t in range(T)]
+
+
+def regular_spans(T, tau):
+    """Chunks of τ steps; every loss of a chunk sees the chunk up to itself."""
+    return [(s, min(s + tau, T) - 1, list(range(s, min(s + tau, T)))) for s in range(0, T, tau)]
 
 
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
 @pytest.mark.parametrize("tau", [1, 3])
-def test_regular_against_slow_reference(small_problem, cell, tau):
+@pytest.mark.parametrize("estimator,spans", [(E.Windowed, windowed_spans), (E.Regular, regular_spans)])
+def test_truncations_against_slow_reference(small_problem, cell, tau, estimator, spans):
     T = 7
     model, params, batch = small_problem(cell=cell, T=T, B=2, V=3, H=2)
-    _, G = E.sample(model, params, batch, E.Regular(tau))
-    spans = [(s, min(s + tau, T) - 1, list(range(s, min(s + tau, T)))) for s in range(0, T, tau)]
-    ref = reference_truncated(model, params, batch, spans)
+    _, G = E.sample(model, params, batch, estimator(tau))
+    ref = reference_truncated(model, params, batch, spans(T, tau))
     np.testing.assert_allclose(G[0], ref, rtol=1e-6, atol=1e-9)
 
 

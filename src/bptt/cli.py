@@ -107,6 +107,14 @@ def build_parser():
     return parser
 
 
+MODEL_KEYS = ("task", "lag", "alphabet", "units", "positive", "cell", "hidden", "seq_len", "batch_size")
+
+
+def _run_config(cls, args, *extra):
+    """A RunConfig from the task and model options (and ``extra`` option names)."""
+    return cls(**{k: getattr(args, k) for k in MODEL_KEYS + extra})
+
+
 def cmd_corpus(args):
     from .data import TimeMachine
     from .io import write_json
@@ -117,13 +125,8 @@ def cmd_corpus(args):
 def cmd_train(args):
     from .train import RunConfig, train
 
-    cfg = RunConfig(
-        task=args.task, lag=args.lag, alphabet=args.alphabet, units=args.units, positive=args.positive,
-        cell=args.cell, hidden=args.hidden, seq_len=args.seq_len, batch_size=args.batch_size,
-        estimator=args.estimator, optimizer=args.optimizer, lr=args.lr, clip=args.clip,
-        updates=args.updates, eval_every=args.eval_every, eval_sequences=args.eval_sequences,
-        checkpoints=args.checkpoints, seed=args.seed, dtype=args.dtype,
-    )
+    cfg = _run_config(RunConfig, args, "estimator", "optimizer", "lr", "clip", "updates", "eval_every",
+                      "eval_sequences", "checkpoints", "seed", "dtype")
     final = train(cfg, args.out, quiet=args.quiet)
     print(json.dumps({k: final[k] for k in ("estimator", "diverged", "final_val_metric", "wall_time")}))
 
@@ -135,10 +138,7 @@ def cmd_gradstats(args):
     from .progress import Progress
     from .train import RunConfig, init_params, load_checkpoint
 
-    cfg = RunConfig(task=args.task, lag=args.lag, alphabet=args.alphabet, units=args.units,
-                    positive=args.positive, cell=args.cell, hidden=args.hidden,
-                    seq_len=args.seq_len, batch_size=args.batch_size)
-    task, model, _ = cfg.build()
+    task, model, _ = _run_config(RunConfig, args).build()
     ests = [E.parse_estimator(s) for s in args.estimators]
     if args.checkpoint:
         params = load_checkpoint(args.checkpoint, model)
