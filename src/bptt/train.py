@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import estimators as E
 from .data import make_task
-from .io import write_csv, write_json, write_npz
+from .io import write_json, write_npz, write_rows_csv
 from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -220,8 +219,8 @@ def train(cfg: RunConfig, out_dir, quiet=False):
         progress.update(u, loss=float(loss), tok_s=tokens_per_update * u / max(fit_time, 1e-9))
 
     wall = time.perf_counter() - t0
-    curve = pd.DataFrame(rows)
-    last = curve.iloc[-1]
+    last = rows[-1]
+    val_metrics = [r["val_metric"] for r in rows]
     done = diverged_at is None
     final = {
         "config": asdict(cfg),
@@ -239,8 +238,8 @@ def train(cfg: RunConfig, out_dir, quiet=False):
         "final_val_loss": float(last["val_loss"]) if done else float("nan"),
         "final_val_metric": float(last["val_metric"]) if done else float("nan"),
         "final_train_eval_loss": float(last["train_eval_loss"]) if done else float("nan"),
-        "best_val_metric": float(curve["val_metric"].max() if task.higher_is_better
-                                 else curve["val_metric"].min()),
+        "best_val_metric": float(np.nanmax(val_metrics) if task.higher_is_better
+                                 else np.nanmin(val_metrics)),
         "wall_time": wall,
         "fit_time": fit_time,
         "tokens_per_s": tokens_per_update * (u if done else u - 1) / max(fit_time, 1e-9),
@@ -250,7 +249,7 @@ def train(cfg: RunConfig, out_dir, quiet=False):
     for u, th in ckpts.items():
         write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
     write_npz(out_dir / "params.npz", theta=theta)
-    write_csv(out_dir / "curve.csv", curve)
+    write_rows_csv(out_dir / "curve.csv", rows)
     write_json(out_dir / "final.json", final)
     progress.update(cfg.updates if done else diverged_at, force=True,
                     diverged=not done, val_metric=final["final_val_metric"])
