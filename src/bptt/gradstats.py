@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import estimators as E
+from .tables import strategy_of
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -103,13 +104,10 @@ def sgd_noise(g_list):
 
 
 def describe(est):
-    d = {"estimator": est.label, "kind": est.kind, "schedule": "", "tau": np.nan}
-    if est.kind in ("regular", "windowed"):
-        d["tau"] = est.tau
-    elif est.kind == "randomized":
-        d["schedule"] = est.schedule.name
-        d["tau"] = est.schedule.mean
-    return d
+    """Key columns of an estimator's row; ``strategy`` and ``tau`` as in the run tables."""
+    strategy, tau, schedule = strategy_of(est)
+    return {"estimator": est.label, "kind": est.kind, "strategy": strategy, "schedule": schedule,
+            "tau": tau}
 
 
 def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n_batches=8,

@@ -101,9 +101,5 @@ def load_gradstats(paths):
     if not frames:
         raise ValueError("no gradstats tables given")
     df = pd.concat(frames, ignore_index=True)
-    df["strategy"] = [
-        "full" if k == "full" else (f"randomized-{s}" if k == "randomized" else k)
-        for k, s in zip(df["kind"], df["schedule"].fillna(""))
-    ]
-    df["tau"] = df["tau"].fillna(0)
+    df["schedule"] = df["schedule"].fillna("")
     return df
