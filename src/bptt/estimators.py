@@ -216,3 +216,77 @@ def sample_many(model, params, batch, estimators, K=1, rng=None):
     return loss, {
         e.label: gradients_from_forward(model, params, fwd, seed, ro, e, K, rng) for e in estimators
     }
+
+
+# -- groups of replicas ----------------------------------------------------------
+
+
+def _replica_inputs(X, Y, mask, R):
+    """Per-replica (X, Y, mask) triples; inputs without the R axis are shared.
+
+    The R axis is present when ``mask`` has 3 dimensions (R, T, B).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 2:
+        return [(X, Y, mask)] * R
+    if mask.shape[0] != R:
+        raise ValueError(f"mask has {mask.shape[0]} replicas, thetas has {R}")
+    return [(X[r], Y[r], mask[r]) for r in range(R)]
+
+
+def _check_thetas(model, thetas):
+    thetas = np.asarray(thetas)
+    if thetas.ndim != 2 or thetas.shape[1] != model.n_params:
+        raise ValueError(f"thetas must have shape (R, {model.n_params}), got {thetas.shape}")
+    return thetas
+
+
+def group_loss_and_gradients(model, thetas, X, Y, mask, plans):
+    """Loss and one gradient per replica of a group trained in lockstep.
+
+    thetas  (R, n_params) flat parameters (``model.flatten`` order), float32 or float64
+    X       (R, T, B) token ids or (R, T, B, D) floats; Y (R, T, B) or (R, T, B, V); mask (R, T, B)
+    plans   R tuples ``(m (K_r, T), inject (K_r, T) | None, reduce)`` from ``Estimator.plan``
+            with K = 1, so that each plan yields one gradient
+    Returns ``losses (R,) float64, grads (R, n_params)`` in the dtype of ``thetas``.
+    Replica r's numbers are those of ``model.forward`` + ``model.loss_and_seed`` +
+    ``gradients_from_plan(...)[0]`` on replica r alone; a non-finite replica yields
+    non-finite numbers for itself only (floating-point warnings are silenced: a
+    diverging replica is data).
+    """
+    thetas = _check_thetas(model, thetas)
+    R = thetas.shape[0]
+    if len(plans) != R:
+        raise ValueError(f"need one plan per replica: {len(plans)} plans for {R} replicas")
+    losses = np.empty(R)
+    grads = np.empty_like(thetas)
+    with np.errstate(all="ignore"):
+        for r, ((Xr, Yr, mr), (m, inject, reduce)) in enumerate(zip(_replica_inputs(X, Y, mask, R), plans)):
+            params = model.unflatten(thetas[r])
+            fwd = model.forward(params, Xr)
+            losses[r], seed, ro = model.loss_and_seed(params, fwd, Yr, mr)
+            G = gradients_from_plan(model, params, fwd, seed, ro, m, inject, reduce)
+            if G.shape[0] != 1:
+                raise ValueError(f"plan of replica {r} yields {G.shape[0]} gradients; need one (K=1)")
+            grads[r] = G[0]
+    return losses, grads
+
+
+def group_evaluate(model, thetas, X, Y, mask):
+    """Evaluation loss and outputs per replica.
+
+    thetas (R, n_params); X, Y, mask with a leading R axis, or without it (shared by all
+    replicas, the usual evaluation set).  Returns ``losses (R,) float64`` and
+    ``outputs_cm (R, V, T*B)``: replica r's class-major outputs, as ``Forward.outputs_cm``,
+    so that ``task.metric(losses[r], outputs_cm[r], Y_r, mask_r)`` scores replica r.
+    """
+    thetas = _check_thetas(model, thetas)
+    R = thetas.shape[0]
+    losses = np.empty(R)
+    outs = []
+    with np.errstate(all="ignore"):
+        for r, (Xr, Yr, mr) in enumerate(_replica_inputs(X, Y, mask, R)):
+            fwd = model.forward(model.unflatten(thetas[r]), Xr)
+            losses[r] = fwd.loss(Yr, mr, model.loss)
+            outs.append(fwd.outputs_cm)
+    return losses, np.stack(outs)

@@ -1,0 +1,105 @@
+"""A group of replicas computes, for each replica, exactly what that run computes alone."""
+
+import numpy as np
+import pytest
+
+from bptt import estimators as E
+from bptt.data import make_task
+
+CELLS = ["linear", "tanh", "gru", "lstm", "influence"]
+SPECS = ["full", "regular:3", "windowed:3", "randomized:constant:3"]
+
+
+def group_problem(cell, R, T=9, B=3, V=5, H=4, dtype=np.float32, seed=0):
+    """A model, R different parameter vectors and R different batches of one shape."""
+    rng = np.random.default_rng(seed)
+    if cell == "influence":
+        task = make_task("influence", units=6, positive=2)
+        model = task.make_model("influence", None)
+        thetas = np.stack([model.flatten(model.init(rng, dtype)) for _ in range(R)])
+        thetas[:, 0] += rng.uniform(-0.2, 0.2, R).astype(dtype)
+        X, Y, mask = (np.stack([a] * R) for a in task.batch(rng, 1, T))
+        return model, thetas, X, Y, mask
+    task = make_task("recall", lag=2, alphabet=V)
+    model = task.make_model(cell, H)
+    thetas = np.stack([model.flatten(model.init(rng, dtype)) for _ in range(R)])
+    X, Y, mask = (np.stack(a) for a in zip(*(task.batch(rng, B, T) for _ in range(R))))
+    return model, thetas, X, Y, mask
+
+
+def alone(model, theta, X, Y, mask, plan):
+    """The single-run path of train.py."""
+    params = model.unflatten(theta)
+    with np.errstate(all="ignore"):
+        fwd = model.forward(params, X)
+        loss, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+        g = E.gradients_from_plan(model, params, fwd, seed, ro, *plan)[0]
+    return loss, g
+
+
+def plans_for(specs, T, seed=0):
+    rng = np.random.default_rng(seed)
+    return [E.parse_estimator(s).plan(T, 1, rng) for s in specs]
+
+
+def assert_group_equals_alone(model, thetas, X, Y, mask, plans):
+    losses, grads = E.group_loss_and_gradients(model, thetas, X, Y, mask, plans)
+    assert losses.shape == (len(plans),) and grads.shape == thetas.shape and grads.dtype == thetas.dtype
+    for r, plan in enumerate(plans):
+        loss, g = alone(model, thetas[r], X[r], Y[r], mask[r], plan)
+        np.testing.assert_array_equal(losses[r], loss, err_msg=f"loss of replica {r}")
+        np.testing.assert_array_equal(grads[r], g, err_msg=f"gradient of replica {r}")
+    return losses, grads
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_replica_equals_run_alone(cell, spec, dtype):
+    R, T = 4, 9
+    model, thetas, X, Y, mask = group_problem(cell, R, T=T, dtype=dtype)
+    thetas[2] = np.inf if cell == "influence" else np.nan  # a diverged replica
+    thetas[2, -1] = np.nan
+    losses, grads = assert_group_equals_alone(model, thetas, X, Y, mask, plans_for([spec] * R, T))
+    healthy = [0, 1, 3]
+    assert np.isfinite(losses[healthy]).all() and np.isfinite(grads[healthy]).all()
+    assert not np.isfinite(grads[2]).all()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_group_of_mixed_estimators(cell):
+    specs = ["full", "windowed:3", "regular:2", "randomized:power:3", "windowed:20", "randomized:constant:2"]
+    T = 9
+    model, thetas, X, Y, mask = group_problem(cell, len(specs), T=T, seed=1)
+    assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(specs, T, seed=3))
+
+
+def test_group_of_one():
+    model, thetas, X, Y, mask = group_problem("gru", 1)
+    assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(["windowed:2"], 9))
+
+
+@pytest.mark.parametrize("cell", ["tanh", "influence"])
+def test_group_evaluate_shared_and_per_replica_sets(cell):
+    R = 3
+    model, thetas, X, Y, mask = group_problem(cell, R)
+    for shared in (True, False):
+        Xs, Ys, ms = (X[0], Y[0], mask[0]) if shared else (X, Y, mask)
+        losses, outs = E.group_evaluate(model, thetas, Xs, Ys, ms)
+        assert losses.shape == (R,) and outs.shape[0] == R
+        for r in range(R):
+            Xr, Yr, mr = (X[0], Y[0], mask[0]) if shared else (X[r], Y[r], mask[r])
+            fwd = model.forward(model.unflatten(thetas[r]), Xr)
+            np.testing.assert_array_equal(losses[r], fwd.loss(Yr, mr, model.loss))
+            np.testing.assert_array_equal(outs[r], fwd.outputs_cm)
+
+
+def test_group_input_errors_are_clear():
+    model, thetas, X, Y, mask = group_problem("tanh", 2)
+    with pytest.raises(ValueError, match="one plan per replica"):
+        E.group_loss_and_gradients(model, thetas, X, Y, mask, plans_for(["full"], 9))
+    with pytest.raises(ValueError, match=r"thetas must have shape \(R, "):
+        E.group_loss_and_gradients(model, thetas[:, :-1], X, Y, mask, plans_for(["full"] * 2, 9))
+    two_samples = E.parse_estimator("randomized:constant:3").plan(9, 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="yields 2 gradients; need one"):
+        E.group_loss_and_gradients(model, thetas, X, Y, mask, [two_samples] * 2)
