@@ -1,4 +1,4 @@
-"""The one backward recursion behind every estimator (DESIGN §1).
+"""The one backward recursion behind every estimator (docs/design.md §1).
 
 For K samples at once, with edge multipliers ``m[k, t]`` on ``h_{t-1} -> h_t`` and
 injection weights ``a[k, t]`` on the per-step loss seed ``s_t = ∂l_t/∂h_t``:

@@ -4,7 +4,7 @@ Every cell maps ``state_{t-1}`` (B, S) and an input projection ``xproj_t``
 (B, G*H) to ``state_t``.  ``S = H`` except for the LSTM (``S = 2H``: ``[h, c]``);
 the readout always sees ``state[..., :H]``.
 
-The split of work follows DESIGN §1: the input projection ``X @ W_x + b`` and the
+The split of work follows docs/design.md §1: the input projection ``X @ W_x + b`` and the
 weight gradients are single large matrix products done *outside* the time loop;
 only the recurrent products (``h @ W_h`` forward, ``dpre @ W_h.T`` backward) and
 elementwise work run inside it.  The elementwise derivative factors of a step are

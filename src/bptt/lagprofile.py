@@ -1,4 +1,4 @@
-"""How far back gradients reach: ‖∂l_T/∂h_{T-k}‖ against the lag k (DESIGN §3).
+"""How far back gradients reach: ‖∂l_T/∂h_{T-k}‖ against the lag k (docs/design.md §5).
 
 For the chapter's linear RNN and for tanh, ``W_h`` is a Gaussian matrix rescaled to a
 given spectral radius ρ; the loss is the last step's loss on random one-hot inputs;

@@ -5,7 +5,7 @@ n (N = T*B).  Reductions over the V classes then run across contiguous rows, whi
 several times faster in numpy than reducing a short last axis.
 
 The loss is the weighted mean ``L = Σ_n w_n l(o_n, y_n) / Σ w``: with no mask,
-``(1/(T B)) Σ l`` — DESIGN's ``(1/T) Σ_t l_t`` averaged over the batch.
+``(1/(T B)) Σ l`` — docs/design.md's ``(1/T) Σ_t l_t`` averaged over the batch.
 """
 
 from __future__ import annotations

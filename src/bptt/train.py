@@ -1,4 +1,4 @@
-"""Training runs in the estimator view (DESIGN §2).
+"""Training runs in the estimator view (docs/design.md §4).
 
 For a given seed every strategy starts from the same initialization and sees the
 same batches in the same order; only the gradient estimate differs.  Three

@@ -1,4 +1,4 @@
-"""The verdict (DESIGN §4): randomized(τ̄ = τ) against regular(τ), paired by seed.
+"""The verdict (docs/design.md §6): randomized(τ̄ = τ) against regular(τ), paired by seed.
 
 For each (task, cell, T, τ) and schedule, the effect is the mean over seeds of the
 paired difference of the final validation metric, oriented so that a positive effect
