@@ -1,15 +1,30 @@
 """Tasks: streams of (input, target, mask) batches with one loss and one metric.
 
-Every task exposes ``batch(rng, B, T) -> (X, Y, mask (T, B))``, with X either token
-ids (T, B) standing for one-hot inputs or dense inputs (T, B, D), a fixed
-evaluation set, ``make_model(cell, hidden)`` and ``metric(loss, outputs, Y, mask)``.
+Every task exposes
+
+- ``batches(rng, B, T)``: the endless stream of training minibatches
+  ``(X, Y, mask (T, B))``, X token ids (T, B) standing for one-hot inputs or dense
+  inputs (T, B, D); reproducible from ``rng`` alone (the run's data stream);
+- ``batch(rng, B, T)``: one minibatch of B training sequences drawn independently
+  (fixed batches for the gradient statistics);
+- ``eval_set(T, n=None, split)``: the fixed evaluation set of a split, ``"train"``,
+  ``"val"`` or ``"test"``;
+- ``make_model(cell, hidden)`` and ``metric(loss, outputs, Y, mask)``.
+
+The tasks:
 
 - ``timemachine``: character LM on H. G. Wells' *The Time Machine*, d2l's
   preprocessing (28 tokens).  Origin: d2l's ``TimeMachine`` dataset
   (http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt); the text ships in the
-  package and is checked against its sha1 at load, nothing is downloaded.
+  package and is checked against its sha1 at load, nothing is downloaded.  Three
+  disjoint blocks of consecutive characters (train, validation, test; see
+  ``TimeMachine``); training is epoch-style over every window of the train block,
+  evaluation covers a whole block.
 - ``recall``: random symbols, target at t is the input at t - L; no loss before L.
+  Training draws fresh sequences; validation and test are fixed seeded sets of
+  ``n`` sequences (disjoint seeds).
 - ``influence``: Tallec & Ollivier's influence-balancing system (its own "cell").
+  Deterministic: there is one sequence, so train = validation = test = that sequence.
 """
 
 from __future__ import annotations
@@ -28,9 +43,14 @@ TIMEMACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 TIMEMACHINE_URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
 # d2l's Vocab sorts its tokens: ' ' < '<unk>' < 'a' .. 'z'
 VOCAB = (" ", "<unk>") + tuple("abcdefghijklmnopqrstuvwxyz")
-# Train on the first 90% of the characters, validate on the last 10% (split by
-# position so that no validation text is ever seen in training).
-TRAIN_FRACTION = 0.9
+SPLITS = ("train", "val", "test")
+# d2l's TimeMachine(batch_size, num_steps=32, num_train=10000, num_val=5000) takes the
+# windows of num_steps + 1 characters at every offset, the first 10,000 for training and
+# the next 5,000 for validation, so its validation windows overlap the last 32 training
+# characters.  We keep d2l's sizes as blocks of characters: the train block is exactly
+# the characters of d2l's 10,000 training windows at T = 32, and validation and test
+# are the next two blocks of 5,032 characters (5,000 windows at T = 32 each).
+SPLIT_CHARS = {"train": 10_032, "val": 5_032, "test": 5_032}
 
 
 class CorpusError(ValueError):
@@ -71,6 +91,12 @@ def load_timemachine(path=None):
     return preprocess(raw.decode("utf-8"))
 
 
+def check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split
+
+
 class Task:
     name = "base"
     loss = "xent"
@@ -83,37 +109,95 @@ class Task:
     def metric(self, loss, outputs, Y, mask):
         return loss
 
+    def batches(self, rng, B, T):
+        """Endless training minibatches; this default draws each one afresh."""
+        while True:
+            yield self.batch(rng, B, T)
+
+    def windows_per_epoch(self, T):
+        """Training sequences in one pass over the data; None for an endless stream."""
+        return None
+
     def describe(self):
         return {"task": self.name}
 
 
 class TimeMachine(Task):
+    """Character LM on three disjoint blocks of consecutive characters.
+
+    The blocks (``SPLIT_CHARS``: train, validation, test, in this order from the start
+    of the book) do not depend on T, and every window lies inside one block, so no
+    character is ever seen in training and scored in evaluation.
+
+    Training (``batches``) is epoch-style, as d2l's DataLoader(shuffle=True): every
+    window of T + 1 characters at every offset of the train block, in a fresh random
+    order each epoch, B at a time; the last minibatch of an epoch holds the remainder.
+    Evaluation (``eval_set``) tiles a whole block with consecutive non-overlapping
+    windows, so every character of the block (but the first) is predicted exactly once,
+    from a zero state, with a context of 0..T-1 characters as in training.  d2l instead
+    scores the windows at every offset (``stride=1``): the same average over positions
+    in the window, T times the cost.
+    """
+
     name = "timemachine"
     metric_name = "perplexity"
     input_size = output_size = len(VOCAB)
 
     def __init__(self):
         self.corpus = load_timemachine()
-        self.boundary = int(len(self.corpus) * TRAIN_FRACTION)
-        self.train_ids = self.corpus[: self.boundary]
-        self.val_ids = self.corpus[self.boundary :]
+        self.split_ids, start = {}, 0
+        for split in SPLITS:
+            self.split_ids[split] = self.corpus[start : start + SPLIT_CHARS[split]]
+            start += SPLIT_CHARS[split]
+        self.split_start = {s: int(sum(SPLIT_CHARS[x] for x in SPLITS[: SPLITS.index(s)]))
+                            for s in SPLITS}
         self.chance = float(len(VOCAB) - 1)  # uniform over the 27 symbols that occur
+
+    def _block(self, split, T):
+        ids = self.split_ids[check_split(split)]
+        if T < 1 or T + 1 > len(ids):
+            raise ValueError(f"timemachine: sequence length T={T} must lie in 1..{len(ids) - 1} "
+                             f"(the {split} block has {len(ids)} characters)")
+        return ids
 
     def _window(self, ids, starts, T):
         idx = starts[None, :] + np.arange(T + 1)[:, None]
         seq = ids[idx]  # (T+1, B)
         return seq[:-1], seq[1:], np.ones((T, len(starts)))
 
-    def batch(self, rng, B, T):
-        """B windows of T+1 characters at uniform random positions of the train part."""
-        starts = rng.integers(0, len(self.train_ids) - T - 1, size=B)
-        return self._window(self.train_ids, starts, T)
+    def windows_per_epoch(self, T):
+        """Windows of T + 1 characters at every offset of the train block."""
+        return len(self._block("train", T)) - T
 
-    def eval_set(self, T, n, split="val"):
-        """n non-overlapping consecutive windows from the start of the split (fixed)."""
-        ids = self.val_ids if split == "val" else self.train_ids
-        n = min(n, (len(ids) - 1) // T)
-        return self._window(ids, np.arange(n) * T, T)
+    def batch(self, rng, B, T):
+        """B windows of T+1 characters at uniform random offsets of the train block."""
+        ids = self._block("train", T)
+        return self._window(ids, rng.integers(0, len(ids) - T, size=B), T)
+
+    def batches(self, rng, B, T):
+        """Epochs over all ``windows_per_epoch(T)`` train windows, each in a fresh order."""
+        ids = self._block("train", T)
+        n = self.windows_per_epoch(T)
+        while True:
+            order = rng.permutation(n)
+            for lo in range(0, n, B):
+                yield self._window(ids, order[lo : lo + B], T)
+
+    def eval_set(self, T, n=None, split="val", stride=None):
+        """Windows at offsets 0, stride, 2·stride, ... of a block (default stride T: a tiling).
+
+        ``n`` keeps only the first n windows (None: the whole block).
+        """
+        ids = self._block(split, T)
+        stride = T if stride is None else int(stride)
+        if stride < 1:
+            raise ValueError(f"timemachine: stride must be >= 1, got {stride}")
+        starts = np.arange(0, len(ids) - T, stride)
+        if n is not None:
+            if int(n) < 1:
+                raise ValueError(f"timemachine: n must be >= 1 windows, got {n}")
+            starts = starts[: int(n)]
+        return self._window(ids, starts, T)
 
     def metric(self, loss, outputs, Y, mask):
         return float(np.exp(min(loss, 700.0)))
@@ -123,8 +207,8 @@ class TimeMachine(Task):
             "task": self.name,
             "characters": int(len(self.corpus)),
             "vocabulary": len(VOCAB),
-            "train_characters": int(self.boundary),
-            "val_characters": int(len(self.corpus) - self.boundary),
+            **{f"{s}_characters": int(len(self.split_ids[s])) for s in SPLITS},
+            **{f"{s}_start": self.split_start[s] for s in SPLITS},
             "sha1": TIMEMACHINE_SHA1,
         }
 
@@ -135,6 +219,10 @@ class Recall(Task):
     name = "recall"
     metric_name = "accuracy"
     higher_is_better = True
+
+    # the fixed evaluation sets: one seed per split, none shared with training streams
+    EVAL_SEED_OFFSET = {"val": 0, "test": 1, "train": 2}
+    DEFAULT_EVAL_SEQUENCES = 64
 
     def __init__(self, lag=10, alphabet=8, eval_seed=12345):
         if int(lag) != lag or lag < 1:
@@ -156,9 +244,13 @@ class Recall(Task):
         mask[self.lag :] = 1.0
         return x, y, mask
 
-    def eval_set(self, T, n, split="val"):
-        offset = 0 if split == "val" else 1
-        return self.batch(np.random.default_rng(self.eval_seed + offset), n, T)
+    def eval_set(self, T, n=None, split="val"):
+        """A fixed set of n sequences per split (default 64), seeded by the split."""
+        n = self.DEFAULT_EVAL_SEQUENCES if n is None else int(n)
+        if n < 1:
+            raise ValueError(f"recall: the evaluation set needs n >= 1 sequences, got {n}")
+        rng = np.random.default_rng(self.eval_seed + self.EVAL_SEED_OFFSET[check_split(split)])
+        return self.batch(rng, n, T)
 
     def metric(self, loss, outputs, Y, mask):
         """Accuracy; ``outputs`` are class-major (V, T*B)."""
@@ -171,7 +263,8 @@ class Recall(Task):
 class Influence(Task):
     """Influence balancing: ``s_t = A s_{t-1} + θ u``, loss ``½ (s¹_t - 1)²``, θ0 = 0.5.
 
-    Deterministic: every batch is the same single sequence, starting from s_0 = 1.
+    Deterministic: every batch is the same single sequence, starting from s_0 = 1, so
+    validation = test = training = that sequence (there is nothing held out).
     """
 
     name = "influence"
@@ -193,7 +286,9 @@ class Influence(Task):
     def batch(self, rng, B, T):
         return np.ones((T, 1, 1)), np.ones((T, 1, 1)), np.ones((T, 1))
 
-    def eval_set(self, T, n, split="val"):
+    def eval_set(self, T, n=None, split="val"):
+        """The one sequence, whatever the split (``n`` is meaningless here)."""
+        check_split(split)
         return self.batch(None, 1, T)
 
     def describe(self):
