@@ -123,6 +123,73 @@ def test_randomized_is_exactly_unbiased_by_enumeration(small_problem, cell, name
     assert np.abs(G - full).max() > 1e-3 * np.abs(full).max()
 
 
+@pytest.mark.parametrize("cell,name,mean,extra",
+                         [("tanh", *case) for case in SCHEDULE_CASES] + [("gru", *SCHEDULE_CASES[2])])
+def test_per_sequence_cuts_are_exactly_unbiased_by_enumeration(small_problem, cell, name, mean, extra):
+    """Each of the B = 2 sequences draws its own pattern: enumerate all 16 x 16 pairs."""
+    T, B = 5, 2
+    model, params, batch = small_problem(cell=cell, T=T, B=B)
+    schedule = make_schedule(name, mean, **extra)
+    X, Y, mask = batch
+    fwd = model.forward(params, X)
+    _, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+    tails = np.array(list(itertools.product([False, True], repeat=T - 1)))
+    one = np.concatenate([np.ones((len(tails), 1), bool), tails], axis=1)  # (16, T)
+    pairs = np.array(list(itertools.product(range(len(one)), repeat=B)))  # (256, B)
+    cuts = one[pairs]  # (256, B, T): sample k cuts sequence b by one[pairs[k, b]]
+    prob = schedule.pattern_probability(cuts).prod(axis=1)
+    assert abs(prob.sum() - 1.0) < 1e-12
+    K = len(cuts)
+    G = E.gradients_from_plan(model, params, fwd, seed, ro, schedule.multipliers(cuts), None, False)
+    _, full = E.sample(model, params, batch, E.Full())
+    np.testing.assert_allclose(prob @ G, full[0], rtol=0, atol=1e-10 * np.abs(full).max())
+    # not trivially exact, and not the per-batch estimator: the sequences' cuts differ
+    assert G.shape[0] == K and np.abs(G - full).max() > 1e-3 * np.abs(full).max()
+    assert (cuts[:, 0] != cuts[:, 1]).any()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_per_sequence_multipliers_equal_each_sequence_run_alone(small_problem, cell):
+    T, B, K = 9, 3, 4
+    model, params, batch = small_problem(cell=cell, T=T, B=B)
+    X, Y, mask = batch
+    est = E.parse_estimator("randomized:constant:3")
+    m, _, _ = est.plan(T, K, np.random.default_rng(2), B=B)
+    assert m.shape == (K, B, T) and not np.array_equal(m[:, 0], m[:, 1])
+    fwd = model.forward(params, X)
+    _, seed, ro = model.loss_and_seed(params, fwd, Y, mask)
+    together = E.gradients_from_plan(model, params, fwd, seed, ro, m, None, False)
+    alone = []
+    for b in range(B):  # a batch of one: its loss is the mean over its own T steps
+        f = model.forward(params, X[:, b : b + 1])
+        _, s, r = model.loss_and_seed(params, f, Y[:, b : b + 1], mask[:, b : b + 1])
+        alone.append(E.gradients_from_plan(model, params, f, s, r, m[:, b], None, False))
+    np.testing.assert_allclose(together, np.mean(alone, axis=0), rtol=1e-12, atol=1e-14)
+
+
+def test_per_sequence_rows_that_agree_equal_the_shared_pattern(small_problem):
+    """(K, B, T) multipliers with identical rows give bit-identical gradients to (K, T)."""
+    T, B = 10, 3
+    model, params, batch = small_problem(cell="gru", T=T, B=B)
+    fwd = model.forward(params, batch[0])
+    _, seed, _ = model.loss_and_seed(params, fwd, batch[1], batch[2])
+    m, _, _ = E.parse_estimator("randomized:power:3").plan(T, 5, np.random.default_rng(4))
+    shared = backward(model, params, fwd, seed, m)
+    rows = backward(model, params, fwd, seed, np.repeat(m[:, None, :], B, axis=1))
+    for name in shared:
+        assert np.array_equal(shared[name], rows[name])
+    with pytest.raises(ValueError, match=r"\(K, 10\) or \(K, 3, 10\)"):
+        backward(model, params, fwd, seed, np.ones((5, 2, T)))
+
+
+def test_deterministic_plans_ignore_the_batch_size():
+    for spec in ("full", "regular:3", "windowed:3"):
+        est = E.parse_estimator(spec)
+        a, b = est.plan(8, 1, None), est.plan(8, 1, None, B=4)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[0].ndim == 2
+
+
 @pytest.mark.parametrize("name,mean,extra", SCHEDULE_CASES)
 def test_monte_carlo_mean_within_four_standard_errors(small_problem, name, mean, extra):
     model, params, batch = small_problem(cell="tanh", T=12)

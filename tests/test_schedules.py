@@ -117,3 +117,12 @@ def test_invalid_schedules_raise(name, mean, extra, match):
 
 def test_every_schedule_is_listed():
     assert list(SCHEDULES) == ["constant", "minlen", "power", "artbp"]
+
+
+def test_per_sequence_patterns_are_independent_draws_of_the_same_stream():
+    sch = make_schedule("power", 4, alpha=1.5)
+    per_seq = sch.sample_cuts(20, np.random.default_rng(3), size=(5, 7))
+    flat = sch.sample_cuts(20, np.random.default_rng(3), size=35)
+    assert per_seq.shape == (5, 7, 20) and per_seq[..., 0].all()
+    np.testing.assert_array_equal(per_seq, flat.reshape(5, 7, 20))
+    assert sch.multipliers(per_seq).shape == (5, 7, 20)

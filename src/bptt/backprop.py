@@ -23,7 +23,8 @@ def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
 
     fwd          Forward from ``model.forward`` (shared by all samples)
     seed         (T, B, S) per-step loss gradient w.r.t. the state
-    multipliers  (K, T) edge multipliers; column 0 is ignored (h_0 is a constant)
+    multipliers  (K, T) edge multipliers shared by the B sequences, or (K, B, T) one
+                 row per sequence; step 0 is ignored (h_0 is a constant)
     inject       (K, T) weights of the seed per sample, or None for all ones
     reduce       sum the K samples before the weight gradients (K_out = 1)
     """
@@ -32,8 +33,10 @@ def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
     T, B, S = seed.shape
     m = np.asarray(multipliers, dtype=states.dtype)
     K = m.shape[0]
-    if m.shape != (K, T):
-        raise ValueError(f"multipliers must have shape (K, {T}), got {m.shape}")
+    if m.shape not in ((K, T), (K, B, T)):
+        raise ValueError(f"multipliers must have shape (K, {T}) or (K, {B}, {T}), got {m.shape}")
+    # (T, B or 1, K): the factors of the (B, K) carry rows at step t
+    m_step = np.ascontiguousarray(m.transpose(2, 1, 0)) if m.ndim == 3 else m.T[:, None, :]
     if inject is not None:
         inject = np.asarray(inject, dtype=states.dtype)
         if inject.shape != (K, T):
@@ -58,5 +61,5 @@ def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
             for s, tmp in zip(stores, temps):
                 tmp.reshape(B, K, -1).sum(axis=1, out=s[t])
         if t:
-            carry.reshape(B, K, S)[...] *= m[None, :, t, None]
+            carry.reshape(B, K, S)[...] *= m_step[t][:, :, None]
     return cell.param_grads(params, X, states, cache, stores, Kout)

@@ -21,8 +21,13 @@ class Estimator:
     kind = "base"
     deterministic = True
 
-    def plan(self, T, K, rng):
-        """Return ``(multipliers (K', T), inject (K', T) | None, reduce)``."""
+    def plan(self, T, K, rng, B=None):
+        """Return ``(multipliers (K', T) or (K', B, T), inject (K', T) | None, reduce)``.
+
+        ``B`` (the batch size) asks for one cut pattern per sequence: an estimator whose
+        cuts are random then returns multipliers (K', B, T); deterministic estimators
+        cut every sequence alike and return (K', T) whatever B.
+        """
         raise NotImplementedError
 
     @property
@@ -38,7 +43,7 @@ class Full(Estimator):
 
     kind = "full"
 
-    def plan(self, T, K, rng):
+    def plan(self, T, K, rng, B=None):
         return np.ones((1, T)), None, False
 
 
@@ -60,7 +65,7 @@ class Regular(Estimator):
     def label(self):
         return f"regular({self.tau})"
 
-    def plan(self, T, K, rng):
+    def plan(self, T, K, rng, B=None):
         t = np.arange(T)
         m = np.where((t > 0) & (t % self.tau == 0), 0.0, 1.0)
         return m[None, :], None, False
@@ -82,7 +87,7 @@ class Windowed(Estimator):
     def label(self):
         return f"windowed({self.tau})"
 
-    def plan(self, T, K, rng):
+    def plan(self, T, K, rng, B=None):
         slots = min(self.tau, T)
         r = np.arange(slots)[:, None]
         t = np.arange(T)[None, :]
@@ -108,10 +113,11 @@ class Randomized(Estimator):
     def label(self):
         return f"randomized-{self.schedule.name}({self.schedule.mean:g})"
 
-    def plan(self, T, K, rng):
+    def plan(self, T, K, rng, B=None):
+        """K cut patterns shared by the batch (B None), or K·B, one per sequence (K, B, T)."""
         if rng is None:
             raise ValueError("randomized estimator needs an rng")
-        cuts = self.schedule.sample_cuts(T, rng, size=K)
+        cuts = self.schedule.sample_cuts(T, rng, size=K if B is None else (K, B))
         return self.schedule.multipliers(cuts), None, False
 
 

@@ -83,11 +83,12 @@ class Schedule:
 
     # -- sampling ---------------------------------------------------------------
     def sample_cuts(self, T, rng, size=None):
-        """Draw cut patterns, shape ``(T,)`` or ``(size, T)`` (bool).
+        """Draw independent cut patterns, shape ``(T,)``, ``(size, T)`` or ``(*size, T)``.
 
+        ``size=(K, B)`` gives every sequence b of a batch its own pattern per sample k.
         All uniforms are drawn up front, so the result depends only on the rng state.
         """
-        shape = () if size is None else (int(size),)
+        shape = () if size is None else tuple(int(n) for n in np.atleast_1d(size))
         u = rng.random(shape + (T,))
         cuts = np.zeros(shape + (T,), dtype=bool)
         cuts[..., 0] = True
