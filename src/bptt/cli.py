@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -164,6 +166,46 @@ def cmd_lagprofile(args):
     write_csv(args.out, df)
 
 
+# commands whose --out is a folder (for the others it is a file)
+OUT_IS_FOLDER = {"train"}
+
+
+def check_writable(path, option, folder):
+    """Raise ValueError unless ``path`` (a file or a folder) can be written.
+
+    Checked before any work, so that a long run never ends in "No such file or
+    directory". Missing folders are fine if the nearest existing one is writable.
+    """
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise ValueError(f"{option} {path}: a broken symbolic link")
+    if p.exists() and p.is_dir() != folder:
+        raise ValueError(f"{option} {path}: exists and is {'not ' if folder else ''}a folder")
+    base = p if folder and p.exists() else p.parent
+    while not base.exists():
+        if base.is_symlink():
+            raise ValueError(f"{option} {path}: {base} is a broken symbolic link")
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"{option} {path}: {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: folder {base} is not writable")
+
+
+def check_outputs(args):
+    """Every output option of the command, before the command does any work."""
+    out = getattr(args, "out", None)
+    if out is not None:
+        check_writable(out, "--out", args.command in OUT_IS_FOLDER)
+    out_dir = getattr(args, "out_dir", None)
+    if out_dir is not None:
+        check_writable(out_dir, "--out-dir", True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -172,9 +214,18 @@ def main(argv=None):
         from . import study
 
         handler = getattr(study, f"cmd_{args.command}")
+    # SIGTERM (what Snakemake and SLURM send) stops a command like Ctrl-C does
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        check_outputs(args)
         handler(args)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.command} stopped before finishing; files are written whole "
+              "or not at all", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     return 0

@@ -23,6 +23,8 @@ size, the scale against which estimator variance matters (reason 2).
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -110,6 +112,17 @@ def describe(est):
             "tau": tau}
 
 
+def estimator_rng(seed, estimator):
+    """The estimator's own random stream, keyed by its label (e.g. randomized-power(8)).
+
+    Keyed by name rather than by position, so that the numbers of one estimator do not
+    change when others are added, removed or reordered (e.g. the keys of ``schedules``).
+    """
+    digest = hashlib.sha256(estimator.label.encode()).digest()
+    key = tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,) + key))
+
+
 def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n_batches=8,
                    seed=0, progress=None):
     """Tidy DataFrame, one row per estimator (plus ``full`` as the reference row)."""
@@ -118,7 +131,8 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
     if K < 2:
         raise ValueError("gradstats needs K >= 2 samples per estimator")
     params = {k: v.astype(np.float64) for k, v in params.items()}
-    data_rng, est_rng = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
+    data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    est_rngs = {e.label: estimator_rng(seed, e) for e in estimators}
     B = 1 if task.name == "influence" else batch_size
     g_list, samples = [], {e.label: [] for e in estimators}
     for b in range(n_batches):
@@ -129,7 +143,8 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
         g_list.append(g)
         for e in estimators:
             samples[e.label].append(
-                E.gradients_from_forward(model, params, fwd, s, ro, e, 1 if e.deterministic else K, est_rng)
+                E.gradients_from_forward(model, params, fwd, s, ro, e, 1 if e.deterministic else K,
+                                         est_rngs[e.label])
             )
         if progress:
             progress.update(b + 1)

@@ -1,10 +1,20 @@
-"""Atomic writes: a result file either exists whole or not at all."""
+"""Atomic writes: a result file either exists whole or not at all.
+
+Files get the permissions of an ordinary ``open()`` (0666 minus the umask), not the
+0600 of ``mkstemp``, so that results on a shared file system stay readable.
+JSON never holds NaN or Infinity (they are not JSON): ``write_json`` stores them as
+``null`` and says why under the top-level key ``null_reasons``; ``read_json`` turns
+those nulls back into NaN.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import signal
+import threading
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +28,10 @@ def atomic_path(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -26,6 +39,41 @@ def atomic_path(path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def current_umask():
+    """The process umask (reading it means setting it; it is restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def interrupts_deferred():
+    """Hold SIGINT and SIGTERM until the block is done (a set of files is written whole).
+
+    A signal that arrives inside the block is acted on when the block exits, so an
+    interrupted command still stops, just not between two of its output files.
+    (Python-level handlers, not a thread signal mask: numpy's BLAS threads would
+    receive a masked signal instead.)  Outside the main thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    for signum in caught[:1]:
+        handler = old[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def _default(o):
@@ -38,9 +86,56 @@ def _default(o):
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 
+def _finite(obj, key, nulls):
+    """``obj`` with non-finite floats replaced by None; their dotted keys go to ``nulls``."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        nulls[key] = repr(obj)
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{key}.{k}" if key else str(k), nulls) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{key}.{i}" if key else str(i), nulls) for i, v in enumerate(obj)]
+    return obj
+
+
 def write_json(path, obj):
+    """Write ``obj`` as strict JSON: NaN/Infinity become null, explained in ``null_reasons``.
+
+    A caller states why a value is missing with ``obj["null_reasons"][key]``; a
+    non-finite value without a stated reason is recorded as ``"non-finite value (nan)"``.
+    """
+    nulls = {}
+    clean = _finite(obj, "", nulls)
+    if nulls:
+        if not isinstance(clean, dict):
+            raise ValueError(f"{path}: non-finite values {sorted(nulls)} outside a JSON object")
+        given = dict(clean.get("null_reasons") or {})
+        clean["null_reasons"] = {**{k: f"non-finite value ({v})" for k, v in nulls.items()}, **given}
+    text = json.dumps(clean, indent=2, sort_keys=True, default=_default, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def read_json(path):
+    """Read a ``write_json`` file; the nulls listed in ``null_reasons`` come back as NaN."""
+    obj = json.loads(Path(path).read_text())
+    if isinstance(obj, dict):
+        for key in obj.get("null_reasons") or {}:
+            *parents, last = key.split(".")
+            node = obj
+            try:
+                for part in parents:
+                    node = node[int(part)] if isinstance(node, list) else node[part]
+                index = int(last) if isinstance(node, list) else last
+                if node[index] is None:
+                    node[index] = float("nan")
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue  # a reason for a key the object does not have
+    return obj
 
 
 def write_csv(path, frame):

@@ -8,13 +8,13 @@ Every table is long-form: one row per observation, keys as columns
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .estimators import parse_estimator
+from .io import read_json
 
 
 def strategy_of(spec):
@@ -32,7 +32,7 @@ def load_runs(final_paths):
     runs, curves = [], []
     for path in final_paths:
         path = Path(path)
-        final = json.loads(path.read_text())
+        final = read_json(path)  # nulls (diverged runs) back to NaN
         cfg = final["config"]
         strategy, tau, schedule = strategy_of(cfg["estimator"])
         key = {"task": cfg["task"], "cell": final["cell"], "T": cfg["seq_len"], "strategy": strategy,

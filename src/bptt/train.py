@@ -25,7 +25,7 @@ import numpy as np
 
 from . import estimators as E
 from .data import make_task
-from .io import write_json, write_npz, write_rows_csv
+from .io import interrupts_deferred, write_json, write_npz, write_rows_csv
 from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -245,15 +245,29 @@ def train(cfg: RunConfig, out_dir, quiet=False):
         "tokens_per_s": tokens_per_update * (u if done else u - 1) / max(fit_time, 1e-9),
         "peak_backward_steps": span,
         "peak_stored_states": span * B,
+        "init_val_metric": float(rows[0]["val_metric"]),
+        "null_reasons": _null_reasons(task, diverged_at),
     }
-    for u, th in ckpts.items():
-        write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
-    write_npz(out_dir / "params.npz", theta=theta)
-    write_rows_csv(out_dir / "curve.csv", rows)
-    write_json(out_dir / "final.json", final)
+    with interrupts_deferred():  # all outputs or none
+        for u, th in ckpts.items():
+            write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
+        write_npz(out_dir / "params.npz", theta=theta)
+        write_rows_csv(out_dir / "curve.csv", rows)
+        write_json(out_dir / "final.json", final)
     progress.update(cfg.updates if done else diverged_at, force=True,
                     diverged=not done, val_metric=final["final_val_metric"])
     return final
+
+
+def _null_reasons(task, diverged_at):
+    """Why a value of final.json is null (JSON has no NaN; see io.write_json)."""
+    reasons = {}
+    if diverged_at is not None:
+        why = f"diverged at update {diverged_at} (non-finite loss or gradient)"
+        reasons = dict.fromkeys(("final_val_loss", "final_val_metric", "final_train_eval_loss"), why)
+    if not np.isfinite(task.chance):
+        reasons["chance"] = f"the {task.name} task has no chance level (its metric is the loss)"
+    return reasons
 
 
 def load_checkpoint(path, model):
