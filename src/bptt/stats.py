@@ -1,0 +1,230 @@
+"""Paired comparisons over seeds: difference test, equivalence test, multiplicity, class.
+
+A comparison is ``n`` paired differences ``d_i`` (one per seed, oriented so that a
+positive value favours randomized truncation) and a practical-equivalence margin
+``δ > 0`` on the same scale.  Four p-values per comparison, all from ``scipy.stats``:
+
+* **difference**: two-sided test of ``E d = 0`` — the one-sample t-test of the paired
+  differences (``ttest_1samp``, i.e. the paired t-test), or the exact sign-flip
+  permutation test (``permutation_test`` with ``permutation_type='samples'`` and all
+  ``2^n`` sign patterns);
+* **equivalence** (TOST): the larger of the two one-sided p-values of
+  ``H0: E d <= -δ`` and ``H0: E d >= +δ``, with the same test.
+
+Across the comparison family each of the two sets of p-values is adjusted with Holm
+(family-wise error ≤ α) or Benjamini–Hochberg (false discovery rate ≤ α).  A
+comparison is then one of
+
+* ``equivalent`` — the adjusted TOST p is below α: the effect lies within ±δ
+  (this includes effects that are significantly non-zero but smaller than δ, flagged
+  in the ``significant`` column);
+* ``better`` / ``worse`` — otherwise, if the adjusted difference p is below α, by the
+  sign of the mean difference;
+* ``inconclusive`` — neither.
+
+Comparisons whose differences do not vary over seeds (for instance both strategies
+failed to learn in every seed and got the same worst-case score) have no test; their
+p-values are NaN, they are left out of the multiplicity family and are inconclusive.
+
+The permutation test is exact but coarse: its smallest two-sided p-value is
+``2 / 2^n`` (0.002 at n = 10), which Holm over a large family can never reach; the
+t-test is the default.  ``minimum_detectable_effect`` gives, for a comparison's
+observed spread, the smallest true effect the difference test finds with a given power.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import integrate, optimize, stats
+
+TESTS = ("t", "permutation")
+CORRECTIONS = ("holm", "bh")
+CLASSES = ("better", "equivalent", "worse", "inconclusive")
+
+
+def _check(name, value, valid):
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def _mean(x, axis):
+    return np.mean(x, axis=axis)
+
+
+def _pvalue(d, alternative, test):
+    """p-value of ``E d = 0`` against ``alternative``, along the last axis."""
+    if test == "t":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return stats.ttest_1samp(d, 0.0, axis=-1, alternative=alternative).pvalue
+    return stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
+                                  n_resamples=np.inf, alternative=alternative, axis=-1).pvalue
+
+
+def testable(d):
+    """Whether each row of ``d`` (m, n) varies over seeds (n >= 2, finite, not constant)."""
+    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+    ok = np.all(np.isfinite(d), axis=-1) & (d.shape[-1] >= 2)
+    return ok & (np.ptp(np.where(np.isfinite(d), d, 0.0), axis=-1) > 0)
+
+
+def difference_pvalue(d, test="t"):
+    """Two-sided p of ``E d = 0`` per row of ``d`` (m, n); NaN where not ``testable``."""
+    _check("test", test, TESTS)
+    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+    p = np.full(d.shape[0], np.nan)
+    ok = testable(d)
+    if ok.any():
+        p[ok] = _pvalue(d[ok], "two-sided", test)
+    return p
+
+
+def tost_pvalue(d, margin, test="t"):
+    """Two one-sided tests of equivalence within ±margin per row of ``d`` (m, n).
+
+    ``margin`` is a scalar or (m,) array of positive numbers on the scale of ``d``.
+    Returns max(p of H0: E d <= -δ, p of H0: E d >= +δ); NaN where not ``testable``.
+    """
+    _check("test", test, TESTS)
+    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), d.shape[:1])
+    if not np.all(margin > 0):
+        raise ValueError(f"equivalence margins must be > 0, got {margin[~(margin > 0)]}")
+    p = np.full(d.shape[0], np.nan)
+    ok = testable(d)
+    if ok.any():
+        m = margin[ok][:, None]
+        above_lower = _pvalue(d[ok] + m, "greater", test)
+        below_upper = _pvalue(d[ok] - m, "less", test)
+        p[ok] = np.maximum(above_lower, below_upper)
+    return p
+
+
+def holm(p):
+    """Holm's step-down adjusted p-values (family-wise error); NaNs are not in the family."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    steps = p[order] * (m - np.arange(m))
+    out[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return out
+
+
+def adjust(p, correction="holm"):
+    """Adjusted p-values over the family ``p``.
+
+    1-D ``p``: one family; NaNs (untested comparisons) are left out of it and kept.
+    2-D ``p`` without NaNs: one family per row (for simulations).
+    """
+    _check("correction", correction, CORRECTIONS)
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 2:
+        if not np.all(np.isfinite(p)):
+            raise ValueError("adjust: a 2-D family of p-values must not contain NaN")
+        if correction == "bh":
+            return stats.false_discovery_control(p, axis=-1, method="bh")
+        m = p.shape[-1]
+        order = np.argsort(p, axis=-1, kind="stable")
+        steps = np.take_along_axis(p, order, -1) * (m - np.arange(m))
+        out = np.empty_like(p)
+        np.put_along_axis(out, order, np.minimum(1.0, np.maximum.accumulate(steps, axis=-1)), -1)
+        return out
+    if correction == "holm":
+        return holm(p)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def classify(mean, p_difference_adj, p_tost_adj, alpha=0.05):
+    """One of CLASSES per comparison (see the module docstring for the rule)."""
+    mean = np.asarray(mean, dtype=np.float64)
+    diff = np.nan_to_num(np.asarray(p_difference_adj, dtype=np.float64), nan=1.0) < alpha
+    equiv = np.nan_to_num(np.asarray(p_tost_adj, dtype=np.float64), nan=1.0) < alpha
+    return np.where(equiv, "equivalent",
+                    np.where(diff & (mean > 0), "better",
+                             np.where(diff & (mean < 0), "worse", "inconclusive")))
+
+
+def mean_interval(d, level=0.95):
+    """(mean, lo, hi) per row of ``d`` (m, n): the t interval of the mean difference."""
+    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+    mean = d.mean(axis=-1)
+    lo = np.full(len(d), np.nan)
+    hi = np.full(len(d), np.nan)
+    ok = testable(d)
+    if ok.any():
+        ci = stats.ttest_1samp(d[ok], 0.0, axis=-1).confidence_interval(level)
+        lo[ok], hi[ok] = ci.low, ci.high
+    const = ~ok & np.all(np.isfinite(d), axis=-1)
+    lo[const], hi[const] = mean[const], mean[const]  # no spread: the interval is the point
+    return mean, lo, hi
+
+
+def t_power(effect, sd, n, alpha=0.05):
+    """Power of the two-sided one-sample t-test at a true mean ``effect``, spread ``sd``.
+
+    The noncentral-t probability P(|T'| > t_crit), written as an integral over the
+    chi-square variable of the sample variance (``stats.nct`` returns NaN for small
+    degrees of freedom and large noncentrality).
+    """
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    dist = stats.chi2(df)
+
+    def one(nc):
+        def f(v):
+            s = crit * np.sqrt(v / df)
+            return (stats.norm.cdf(nc - s) + stats.norm.cdf(-nc - s)) * dist.pdf(v)
+        return integrate.quad(f, 0.0, np.inf, limit=200)[0]
+
+    nc = np.asarray(effect, dtype=np.float64) * np.sqrt(n) / sd
+    out = np.vectorize(one, otypes=[np.float64])(nc)
+    return out[()] if out.ndim == 0 else out
+
+
+def minimum_detectable_effect(sd, n, alpha=0.05, power=0.8):
+    """Smallest true mean the two-sided t-test detects with ``power``, for spread ``sd``.
+
+    Proportional to ``sd`` (the power depends on effect / sd only).  Computed before
+    any multiplicity correction, so a lower bound under Holm/BH; NaN where ``sd`` is
+    not positive or ``n < 2``.
+    """
+    sd = np.atleast_1d(np.asarray(sd, dtype=np.float64))
+    if n < 2:
+        return np.full(sd.shape, np.nan)
+    hi = 1.0
+    while t_power(hi, 1.0, n, alpha) < power:
+        hi *= 2.0
+    unit = optimize.brentq(lambda e: t_power(e, 1.0, n, alpha) - power, 0.0, hi, xtol=1e-12)
+    return np.where(np.isfinite(sd) & (sd > 0), unit * sd, np.nan)
+
+
+def compare(d, margin, alpha=0.05, test="t", correction="holm"):
+    """Everything the verdict needs for a family of paired comparisons.
+
+    d: (m, n) paired differences, positive favouring randomized; margin: scalar or (m,).
+    Returns a dict of (m,) arrays: mean, lo, hi (t interval at 1 - alpha), p, p_adj,
+    p_tost, p_tost_adj, significant (p_adj < alpha), outcome (one of CLASSES),
+    sd, mde (difference test, power 0.8, unadjusted alpha).
+    """
+    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
+    if d.shape[-1] < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds, got {d.shape[-1]}")
+    mean, lo, hi = mean_interval(d, 1 - alpha)
+    p = difference_pvalue(d, test)
+    p_tost = tost_pvalue(d, margin, test)
+    p_adj = adjust(p, correction)
+    p_tost_adj = adjust(p_tost, correction)
+    sd = d.std(axis=-1, ddof=1)
+    return {
+        "mean": mean, "lo": lo, "hi": hi, "p": p, "p_adj": p_adj, "p_tost": p_tost,
+        "p_tost_adj": p_tost_adj, "significant": np.nan_to_num(p_adj, nan=1.0) < alpha,
+        "outcome": classify(mean, p_adj, p_tost_adj, alpha), "sd": sd,
+        "mde": minimum_detectable_effect(sd, d.shape[-1], alpha),
+    }
