@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from bptt import Model  # noqa: E402
 from bptt import estimators as E  # noqa: E402
+from bptt._malloc import tune_malloc  # noqa: E402
 from bptt.data import VOCAB, load_timemachine  # noqa: E402
 from timing import interleaved_times, median_time  # noqa: E402
 
@@ -219,6 +220,7 @@ def main(argv=None):
                     help=f"comma list of configs among {', '.join(CONFIGS)} (default: all; quick: d2l-v1,d2l-0.17)")
     ap.add_argument("--out", default="results/bench/peer.csv", help="CSV output (default: %(default)s)")
     args = ap.parse_args(argv)
+    tune_malloc()  # measure the engine as the command line runs it
     torch = import_torch()
     Scratch, NN = torch_modules(torch)
     reps = args.reps or (5 if args.quick else 11)

@@ -1,34 +1,59 @@
 """`python -m bptt` commands: help with defaults, tiny end-to-end runs, clear errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from bptt.cli import build_parser, main
+from bptt.cli import main
 
 
-def subcommands():
-    parser = build_parser()
-    action = next(a for a in parser._actions if a.dest == "command")
-    return action.choices
+def help_text(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["corpus", "train", "gradstats", "lagprofile", "tables", "figures",
-                                  "verdict", "report"])
-def test_help_lists_every_option_with_its_default(name, capsys):
-    sub = subcommands()[name]
-    with pytest.raises(SystemExit):
-        sub.parse_args(["--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    for action in sub._actions:
-        if action.dest == "help":
-            continue
-        assert action.option_strings[0] in text
-        if not action.required and action.default is not None and action.default is not False:
-            assert "(default:" in text
+def commands(capsys):
+    """The commands listed by ``python -m bptt --help``."""
+    text = help_text([], capsys)
+    block = text.split("positional arguments:")[1].split("options:")[0]
+    return re.findall(r"^ {4}(\w[\w-]*)", block, flags=re.M)
+
+
+def option_entries(text):
+    """{option: its help entry} from an argparse help text."""
+    entries, current = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^  (-{1,2}[\w-]+)", line)
+        if m:
+            current = m.group(1)
+            entries[current] = line
+        elif current and line.startswith("    "):
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return entries
+
+
+def test_every_command_is_listed(capsys):
+    assert {"corpus", "train", "gradstats", "lagprofile", "tables", "verdict", "figures",
+            "report"} <= set(commands(capsys))
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    for name in commands(capsys):
+        text = help_text([name], capsys)
+        usage = " ".join(text.split("options:")[0].split())
+        entries = option_entries(text)
+        used = set(re.findall(r"(?<![\w-])(--[\w-]+)", usage)) - {"--help"}
+        assert used and used <= set(entries), name
+        for option in used:
+            assert "(default:" in entries[option], f"{name} {option}: {entries[option]}"
 
 
 def test_top_level_help_runs_as_a_module():
@@ -70,3 +95,25 @@ def test_bad_arguments_fail_with_a_clear_message(tmp_path, capsys):
     assert main(["gradstats", "--estimators", "regular:2", "--batches", "1", "--out",
                  str(tmp_path / "g.csv")]) == 2
     assert "at least 2 batches" in capsys.readouterr().err
+
+
+def test_malloc_tuning_is_the_command_lines_not_the_librarys(tmp_path):
+    """Importing bptt leaves glibc's malloc alone; running a command tunes it."""
+    probe = f"""
+import ctypes, sys
+calls = []
+real = ctypes.CDLL
+def spy(name, *a, **k):
+    lib = real(name, *a, **k)
+    if "libc" in str(name):
+        calls.append(name)
+    return lib
+ctypes.CDLL = spy
+import bptt, bptt.estimators, bptt.train, bptt.gradstats, bptt.cli
+assert calls == [], calls
+assert bptt.cli.main(["corpus", "--out", {str(tmp_path / "corpus.json")!r}]) == 0
+assert calls, "the command line tunes malloc"
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "BPTT_NO_MALLOC_TUNING"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr

@@ -48,14 +48,20 @@ def test_dry_run_plans_the_jobs(tmp_path, args):
     assert not (tmp_path / "results").exists()
 
 
-def test_default_study_grid():
-    """The default config: all tasks, tanh and gru, ≥ 3 τ and T, all schedules, ≥ 5 seeds."""
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    assert set(cfg["tasks"]) == {"timemachine", "recall", "influence"}
-    assert {"tanh", "gru"} <= set(cfg["cells"])
-    assert len(cfg["taus"]) >= 3 and len(cfg["seq_lens"]) >= 3
-    assert set(cfg["schedules"]) == {"constant", "minlen", "power", "artbp"}
-    assert cfg["seeds"] >= 5
+def test_default_study_plans_the_full_grid(tmp_path):
+    """The default study trains every task, tanh and GRU, ≥ 3 T and τ, every schedule, ≥ 5 seeds."""
+    out = snakemake(workdir(tmp_path), "-n", "--forceall")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = [dict(kv.split("=") for kv in line.split(": ", 1)[1].split(", "))
+            for line in out.stdout.splitlines() if line.strip().startswith("wildcards: task=")
+            and "seed=" in line]
+    values = {key: {job[key] for job in jobs} for key in ("task", "cell", "T", "strategy", "tau", "seed")}
+    assert values["task"] == {"timemachine", "recall", "influence"}
+    assert {"tanh", "gru"} <= values["cell"]
+    assert len(values["T"]) >= 3 and len(values["tau"] - {"0"}) >= 3
+    assert {f"randomized-{s}" for s in ("constant", "minlen", "power", "artbp")} | {
+        "full", "regular"} <= values["strategy"]
+    assert len(values["seed"]) >= 5
 
 
 def test_lint_is_clean():

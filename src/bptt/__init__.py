@@ -15,10 +15,7 @@ floats (squared error), mask (T, B); gradient samples (K, n_params) in the order
 """
 
 from . import backprop, cells, estimators, losses, schedules
-from ._malloc import tune_malloc
 from .model import Forward, Model
-
-MALLOC_TUNED = tune_malloc()
 
 __version__ = "0.1.0"
 __all__ = ["Model", "Forward", "backprop", "cells", "estimators", "losses", "schedules"]

@@ -207,6 +207,9 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None):
+    from ._malloc import tune_malloc
+
+    tune_malloc()  # a process-wide setting: the command line's choice, not the library's
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = globals().get(f"cmd_{args.command}")
