@@ -198,11 +198,12 @@ def recurrent_gflops(cell, H, B, T, reps):
     step = BpttStep(cell, H)
     X, Y, mask = make_batch(B, T)
     model, params = step.model, step.params
-    xproj = model.rnn.input_projection(params, X)
-    s0 = model.rnn.initial_state(B, H, np.float32)
+    stacked = {k: v[None] for k, v in params.items()}  # the engine's replica axis, R = 1
+    xproj = model.rnn.input_projection(stacked, X[None])
+    s0 = model.rnn.initial_state(1, B, H, np.float32)
     G = model.rnn.gates
     flops = 2 * T * B * H * G * H
-    t_fwd = median_time(lambda: model.rnn.forward(params, xproj, s0), reps)
+    t_fwd = median_time(lambda: model.rnn.forward(stacked, xproj, s0), reps)
     fwd = model.forward(params, X)
     _, seed, _ = model.loss_and_seed(params, fwd, Y, mask)
     ones = np.ones((1, T))

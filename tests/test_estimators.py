@@ -37,8 +37,7 @@ def reference_truncated(model, params, batch, spans, eps=1e-6):
     def piece_loss(f, t0, t1, owners):
         p = model.unflatten(f)
         xs = X[t0 : t1 + 1]
-        xproj = model.rnn.input_projection(p, xs)
-        states, _ = model.rnn.forward(p, xproj, fwd.states[t0])
+        states = model.forward(p, xs, state0=fwd.states[t0]).states
         W_o, b_o = model.readout(p)
         out = states[1:, :, : model.hidden_size] @ W_o + b_o
         w = np.zeros_like(mask[t0 : t1 + 1])

@@ -103,3 +103,37 @@ def test_group_input_errors_are_clear():
     two_samples = E.parse_estimator("randomized:constant:3").plan(9, 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="yields 2 gradients; need one"):
         E.group_loss_and_gradients(model, thetas, X, Y, mask, [two_samples] * 2)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_per_sequence_multipliers_equal_each_sequence_alone(cell):
+    """m of shape (K, B, T): sequence b of the batch backpropagates under its own cuts;
+    the batch gradient is the sum of the sequences' gradients computed one at a time."""
+    from bptt.backprop import backward
+
+    T, B, K = 10, 3, 2
+    model, thetas, X, Y, mask = group_problem(cell, 1, T=T, B=B, dtype=np.float64)
+    if cell == "influence":  # one sequence per batch in the task; repeat it B times here
+        X, Y, mask = X[:, :, [0] * B], Y[:, :, [0] * B], mask[:, :, [0] * B]
+    params = model.unflatten(thetas[0])
+    X, Y, mask = X[0], Y[0], mask[0]
+    fwd = model.forward(params, X)
+    _, seed, _ = model.loss_and_seed(params, fwd, Y, mask)
+    rng = np.random.default_rng(5)
+    m = (rng.random((K, B, T)) < 0.7).astype(float) * rng.uniform(0.5, 2.0, (K, B, T))
+    inject = rng.uniform(0.0, 2.0, (K, B, T))
+    for reduce in (False, True):
+        together = backward(model, params, fwd, seed, m, inject, reduce)
+        total = {k: np.zeros_like(v) for k, v in together.items()}
+        for b in range(B):
+            fb = model.forward(params, X[:, b : b + 1])
+            g = backward(model, params, fb, seed[:, b : b + 1], m[:, b], inject[:, b], reduce)
+            for k in total:
+                total[k] += g[k]
+        for k in total:
+            np.testing.assert_allclose(together[k], total[k], rtol=1e-12, atol=1e-14)
+    # a pattern shared by all sequences is the (K, T) form
+    per_sequence = backward(model, params, fwd, seed, np.repeat(m[:, :1], B, axis=1))
+    shared = backward(model, params, fwd, seed, m[:, 0])
+    for k in shared:
+        np.testing.assert_array_equal(per_sequence[k], shared[k])

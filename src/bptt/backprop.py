@@ -11,55 +11,83 @@ injection weights ``a[k, t]`` on the per-step loss seed ``s_t = ∂l_t/∂h_t``:
 uses K "slots" (one per residue of t mod τ) with one slot reset per step and sums
 the slots (``reduce=True``).  The last line is done after the loop, as one GEMM per
 parameter block over all T·B rows.
+
+The recursion runs R replicas (independent models, see ``cells``) in lockstep, each
+with its own multipliers; a single run is R = 1.  Multipliers may also differ per
+sequence of a batch: m[k, b, t].
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .cells import rows
 
-def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False):
-    """Run the batched recursion; return ``{name: (K_out, *shape)}`` cell gradients.
 
-    fwd          Forward from ``model.forward`` (shared by all samples)
-    seed         (T, B, S) per-step loss gradient w.r.t. the state
-    multipliers  (K, T) edge multipliers shared by the B sequences, or (K, B, T) one
-                 row per sequence; step 0 is ignored (h_0 is a constant)
-    inject       (K, T) weights of the seed per sample, or None for all ones
+def _per_step(weights, R, K, B, T, name, dtype):
+    """(R, K, T) or (R, K, B, T) weights -> (T, R, B or 1, K, 1): step t broadcasts
+    against the carry seen as (R, B, K, S)."""
+    w = np.asarray(weights, dtype=dtype)
+    if w.shape not in ((R, K, T), (R, K, B, T)):
+        raise ValueError(f"{name} must have shape ({R}, {K}, {T}) or ({R}, {K}, {B}, {T}), got {w.shape}")
+    if w.ndim == 3:
+        w = w[:, :, None, :]
+    return np.ascontiguousarray(w.transpose(3, 0, 2, 1))[..., None]
+
+
+def group_backward(model, params, fwd, seed, multipliers, inject=None, reduce=False, deltas=None):
+    """Run the recursion for R replicas; return ``{name: (R, K_out, *shape)}`` cell gradients.
+
+    params       {name: (R, *shape)} stacked parameters
+    fwd          Forward from ``model.forward_group`` (shared by all K samples)
+    seed         (R, T, B, S) per-step loss gradient w.r.t. the state
+    multipliers  (R, K, T), or (R, K, B, T) per sequence; column 0 is ignored (h_0 is a constant)
+    inject       weights of the seed per sample, shaped like ``multipliers``, or None for ones
     reduce       sum the K samples before the weight gradients (K_out = 1)
+    deltas       None, or an (R, T, B*K, S) array that receives every δ_t (rows ``cells.rows``)
     """
     cell = model.rnn
-    states, X = fwd.states, fwd.X
-    T, B, S = seed.shape
-    m = np.asarray(multipliers, dtype=states.dtype)
-    K = m.shape[0]
-    if m.shape not in ((K, T), (K, B, T)):
-        raise ValueError(f"multipliers must have shape (K, {T}) or (K, {B}, {T}), got {m.shape}")
-    # (T, B or 1, K): the factors of the (B, K) carry rows at step t
-    m_step = np.ascontiguousarray(m.transpose(2, 1, 0)) if m.ndim == 3 else m.T[:, None, :]
-    if inject is not None:
-        inject = np.asarray(inject, dtype=states.dtype)
-        if inject.shape != (K, T):
-            raise ValueError(f"inject must have shape ({K}, {T}), got {inject.shape}")
-    cache = cell.prepare_backward(params, states, dict(fwd.cache))
+    record = fwd.record
+    R, T, B, S = seed.shape
+    dt = record.states.dtype
+    K = np.shape(multipliers)[1]
+    m = _per_step(multipliers, R, K, B, T, "multipliers", dt)
+    a = None if inject is None else _per_step(inject, R, K, B, T, "inject", dt)
+    ctx = cell.prepare_backward(params, record, B * K)
     widths = cell.grad_widths(model.hidden_size)
     Kout = 1 if reduce else K
-    stores = tuple(np.empty((T, B * Kout, w), dtype=states.dtype) for w in widths)
-    temps = tuple(np.empty((B * K, w), dtype=states.dtype) for w in widths) if reduce else None
+    stores = tuple(np.empty((R, T, B * Kout, w), dtype=dt) for w in widths)
+    temps = tuple(np.empty((R, B * K, w), dtype=dt) for w in widths) if reduce else None
 
-    carry = np.zeros((B * K, S), dtype=states.dtype)
-    spare = np.empty_like(carry)  # ping-pong buffers: no allocation inside the loop
+    # ping-pong buffers (no allocation inside the loop) and their (R, B, K, S) views
+    carry = np.zeros((R, B * K, S), dtype=dt)
+    spare = np.empty_like(carry)
+    c4, s4 = rows(carry, K), rows(spare, K)
     for t in range(T - 1, -1, -1):
-        c3 = carry.reshape(B, K, S)
-        if inject is None:
-            c3 += seed[t][:, None, :]
-        else:
-            c3 += seed[t][:, None, :] * inject[:, t][None, :, None]
-        outs = temps if reduce else tuple(s[t] for s in stores)
-        carry, spare = cell.backward_step(params, cache, t, carry, outs, K, spare), carry
+        s_t = seed[:, t, :, None, :]
+        c4 += s_t if a is None else s_t * a[t]
+        if deltas is not None:
+            deltas[:, t] = carry
+        outs = temps if reduce else tuple(s[:, t] for s in stores)
+        cell.backward_step(ctx, record, t, carry, outs, K, out=spare)
+        carry, spare, c4, s4 = spare, carry, s4, c4
         if reduce:
             for s, tmp in zip(stores, temps):
-                tmp.reshape(B, K, -1).sum(axis=1, out=s[t])
+                rows(tmp, K).sum(axis=2, out=s[:, t])
         if t:
-            carry.reshape(B, K, S)[...] *= m_step[t][:, :, None]
-    return cell.param_grads(params, X, states, cache, stores, Kout)
+            c4 *= m[t]
+    return cell.param_grads(params, fwd.X, record, stores, Kout)
+
+
+def backward(model, params, fwd, seed, multipliers, inject=None, reduce=False, deltas=None):
+    """One run: ``group_backward`` with R = 1; return ``{name: (K_out, *shape)}``.
+
+    params, fwd  one run's parameters and ``model.forward``
+    seed         (T, B, S); multipliers and inject (K, T) or (K, B, T)
+    deltas       None, or a (T, B*K, S) array that receives every δ_t
+    """
+    one = lambda a: None if a is None else np.asarray(a)[None]
+    stacked = {k: v[None] for k, v in params.items()}
+    g = group_backward(model, stacked, fwd.stacked(), seed[None], one(multipliers), one(inject), reduce,
+                       one(deltas))
+    return {k: v[0] for k, v in g.items()}

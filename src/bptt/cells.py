@@ -4,23 +4,33 @@ Every cell maps ``state_{t-1}`` (B, S) and an input projection ``xproj_t``
 (B, G*H) to ``state_t``.  ``S = H`` except for the LSTM (``S = 2H``: ``[h, c]``);
 the readout always sees ``state[..., :H]``.
 
+Replicas.  Every array carries a leading replica axis R: R independent models of the
+same cell and shapes (their own parameters, inputs and gradients) computed in lockstep,
+so that each numpy call of the time loop serves all R of them.  Parameters are stacked
+``{name: (R, *shape)}``; a single run is R = 1.  Every product is a stacked
+``np.matmul`` that computes each replica with the very BLAS call it would get alone,
+so replica r's numbers do not depend on R or on the other replicas.
+
 The split of work follows docs/design.md §1: the input projection ``X @ W_x + b`` and the
 weight gradients are single large matrix products done *outside* the time loop;
 only the recurrent products (``h @ W_h`` forward, ``dpre @ W_h.T`` backward) and
 elementwise work run inside it.  The elementwise derivative factors of a step are
-computed inside the loop from that step's (B, H) slices, which stay in cache; computing
-them for all T at once streams several (T, B, H) arrays through memory and was measured
-slower (``bench/``).
+computed inside the loop from that step's (R, B, H) slices of the forward record;
+computing them for all T at once streams several (R, T, B, H) arrays through memory
+and was measured slower (``bench/``).
 
-Backward layout: the gradient flowing into a step is a 2-D array ``delta`` of shape
-(B*K, S), row ``b*K + k`` holding batch element b of estimator sample k, so that the
-K samples of an estimator share one GEMM per step.  ``backward_step`` writes the
-gradients of the step's pre-activations into ``outs`` (one (B*K, width) array per
-entry of ``grad_widths``) and returns the gradient with respect to ``state_{t-1}``,
-written into ``out`` (a (B*K, S) buffer that does not alias ``delta``).
+Backward layout: the gradient flowing into a step is an array ``delta`` of shape
+(R, B*K, S), row ``b*K + k`` holding batch element b of estimator sample k (see
+``rows``), so that the K samples of an estimator share one GEMM per step.
+``backward_step`` writes the gradients of the step's pre-activations into ``outs``
+(one (R, B*K, width) array per entry of ``grad_widths``) and returns the gradient with
+respect to ``state_{t-1}``, written into ``out`` (an (R, B*K, S) buffer that does not
+alias ``delta``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,18 +57,64 @@ def _sigmoid_slope(s):
     return out
 
 
-def _per_batch(coef, K):
-    """View a (B, W) factor so that it broadcasts against (B*K, W) rows seen as (B, K, W)."""
-    return coef[:, None, :]
+def rows(a, K):
+    """The one place of the backward row layout: view (R, B*K, W) as (R, B, K, W).
+
+    Row ``b*K + k`` of a replica is batch element b of estimator sample k.  A view
+    (writes through it land in ``a``): every (R, B*K, W) array of the backward pass has
+    contiguous rows of W within each replica, which splitting B*K never copies.
+    """
+    return a.reshape(a.shape[0], -1, K, a.shape[-1])
 
 
-def _rows(a, K):
-    """View (B*K, W) as (B, K, W)."""
-    return a.reshape(-1, K, a.shape[-1])
+def per_batch(coef):
+    """View an (R, B, W) factor so that it broadcasts against ``rows(·, K)`` (R, B, K, W)."""
+    return coef[:, :, None, :]
 
 
 def _uniform(rng, shape, scale, dtype):
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
+
+
+def _hidden_size(params):
+    return params["W_h"].shape[-2]
+
+
+# -- forward records: what a cell's backward needs from its forward -----------------
+
+
+@dataclass
+class Record:
+    """Forward record of the Linear and Tanh cells (and of Influence)."""
+
+    states: np.ndarray  # (R, T+1, B, S), states[:, 0] the initial state
+
+    def map(self, fn):
+        """The same record with ``fn`` applied to every array (select or add replicas)."""
+        return type(self)(**{k: fn(v) for k, v in vars(self).items()})
+
+
+@dataclass
+class GRURecord(Record):
+    zr: np.ndarray  # (R, T, B, 2H) update and reset gates
+    n: np.ndarray  # (R, T, B, H) candidate
+    rh: np.ndarray  # (R, T, B, H) r ⊙ h_{t-1}, the input of W_hn
+
+
+@dataclass
+class LSTMRecord(Record):
+    gates: np.ndarray  # (R, T, B, 4H) i, f, g, o after their nonlinearities
+    tc: np.ndarray  # (R, T, B, H) tanh(c_t)
+
+
+@dataclass
+class Transposed:
+    """Backward constants: contiguous W_hᵀ blocks (BLAS is up to a third faster on them
+    than on transposed views) and, for the GRU, a scratch buffer for the r ⊙ h path."""
+
+    W_hT: np.ndarray  # (R, G*H, H) or, for the GRU, the [z, r] blocks (R, 2H, H)
+    W_nT: np.ndarray | None = None  # GRU: (R, H, H)
+    scratch: np.ndarray | None = None  # GRU: (R, B*K, H)
 
 
 class Cell:
@@ -74,7 +130,7 @@ class Cell:
     def init(self, input_size, hidden, rng, dtype=np.float64):
         """Uniform(-1/sqrt(H), 1/sqrt(H)) init, as PyTorch's RNN modules do.
 
-        Returns a dict ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,).
+        Returns one run's dict ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,).
         """
         s = 1.0 / np.sqrt(hidden)
         gh = self.gates * hidden
@@ -88,57 +144,63 @@ class Cell:
         gh = self.gates * hidden
         return {"W_x": (input_size, gh), "W_h": (hidden, gh), "b": (gh,)}
 
-    def initial_state(self, batch, hidden, dtype):
-        return np.zeros((batch, self.state_size(hidden)), dtype=dtype)
+    def initial_state(self, R, batch, hidden, dtype):
+        return np.zeros((R, batch, self.state_size(hidden)), dtype=dtype)
 
     def input_projection(self, params, X):
-        """(T, B, D) floats or (T, B) token ids -> (T, B, G*H), outside the time loop.
+        """(R, T, B, D) floats or (R, T, B) token ids -> (R, T, B, G*H), outside the loop.
 
-        Dense inputs take one GEMM; token ids (one-hot inputs) take one row gather of
-        ``W_x + b``, several times cheaper than multiplying by a one-hot matrix.
+        Dense inputs take one GEMM per replica; token ids (one-hot inputs) take one row
+        gather of ``W_x + b``, several times cheaper than multiplying by a one-hot matrix.
         """
-        if X.ndim == 2:
-            table = params["W_x"] + params["b"]
-            return np.take(table, X.reshape(-1), axis=0).reshape(X.shape + (-1,))
-        T, B, D = X.shape
-        xproj = X.reshape(T * B, D) @ params["W_x"]
-        xproj += params["b"]
-        return xproj.reshape(T, B, -1)
+        R = params["W_x"].shape[0]
+        if X.ndim == 3:
+            table = params["W_x"] + params["b"][:, None, :]
+            return table[np.arange(R)[:, None], X.reshape(R, -1)].reshape(X.shape + (-1,))
+        R, T, B, D = X.shape
+        xproj = np.matmul(X.reshape(R, T * B, D), params["W_x"])
+        xproj += params["b"][:, None, :]
+        return xproj.reshape(R, T, B, -1)
 
     def grad_widths(self, hidden):
         return (self.gates * hidden,)
 
-    def recurrent_grad_inputs(self, states, cache):
-        """Arrays (T, B, H) that multiply each ``outs`` block in ``dW_h``."""
-        H = cache["H"]
-        return (states[:-1, :, :H],)
+    def prepare_backward(self, params, record, rows_per_replica):
+        """Constants and scratch of the backward loop (``rows_per_replica`` = B*K)."""
+        return Transposed(np.ascontiguousarray(params["W_h"].transpose(0, 2, 1)))
 
-    def param_grads(self, params, X, states, cache, stores, K):
+    def recurrent_grad_inputs(self, record, hidden):
+        """Arrays (R, T, B, ·) that multiply each ``outs`` block in ``dW_h``."""
+        return (record.states[:, :-1, :, :hidden],)
+
+    def param_grads(self, params, X, record, stores, K):
         """Weight gradients from the stored pre-activation gradients.
 
-        ``stores[i]`` has shape (T, B*K, width_i).  Returns ``{name: (K, *shape)}``.
-        One GEMM per parameter block, over all T*B rows at once.
+        ``stores[i]`` has shape (R, T, B*K, width_i).  Returns ``{name: (R, K, *shape)}``.
+        One GEMM per parameter block and replica, over all T*B rows at once.
         """
-        if X.ndim == 2:  # token ids: the one-hot matrix, for one GEMM per block
-            T, B = X.shape
-            D = params["W_x"].shape[0]
-            Xf = np.eye(D, dtype=states.dtype)[X.reshape(-1)]
+        R, D = params["W_x"].shape[:2]
+        if X.ndim == 3:  # token ids: the one-hot matrix, for one GEMM per block
+            _, T, B = X.shape
+            Xf = np.eye(D, dtype=record.states.dtype)[X.reshape(R, -1)]
         else:
-            T, B, D = X.shape
-            Xf = X.reshape(T * B, D)
-        ones = np.ones(T * B, dtype=states.dtype)  # a GEMV sums rows faster than .sum(axis=0)
+            _, T, B, _ = X.shape
+            Xf = X.reshape(R, T * B, D)
+        ones = np.ones(T * B, dtype=record.states.dtype)  # a GEMV sums rows faster than .sum()
+        XfT = Xf.transpose(0, 2, 1)
         dWx, dWh, db = [], [], []
-        for store, rec in zip(stores, self.recurrent_grad_inputs(states, cache)):
+        for store, rec in zip(stores, self.recurrent_grad_inputs(record, _hidden_size(params))):
             w = store.shape[-1]
-            P = store.reshape(T * B, K * w)
-            dWx.append((Xf.T @ P).reshape(D, K, w))
-            dWh.append((rec.reshape(T * B, -1).T @ P).reshape(-1, K, w))
-            db.append((ones @ P).reshape(K, w))
-        cat = lambda parts, axis: parts[0] if len(parts) == 1 else np.concatenate(parts, axis)
+            P = store.reshape(R, T * B, K * w)
+            dWx.append(np.matmul(XfT, P).reshape(R, D, K, w))
+            recT = rec.reshape(R, T * B, -1).transpose(0, 2, 1)
+            dWh.append(np.matmul(recT, P).reshape(R, -1, K, w))
+            db.append(np.matmul(ones, P).reshape(R, K, w))
+        cat = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
         return {
-            "W_x": cat(dWx, -1).transpose(1, 0, 2),
-            "W_h": cat(dWh, -1).transpose(1, 0, 2),
-            "b": cat(db, -1),
+            "W_x": cat(dWx).transpose(0, 2, 1, 3),
+            "W_h": cat(dWh).transpose(0, 2, 1, 3),
+            "b": cat(db),
         }
 
 
@@ -148,27 +210,24 @@ class Linear(Cell):
     name = "linear"
 
     def forward(self, params, xproj, state0):
-        T, B, H = xproj.shape
-        states = np.empty((T + 1, B, H), dtype=xproj.dtype)
-        states[0] = state0
+        """xproj (R, T, B, H), state0 (R, B, H) -> Record (states (R, T+1, B, H))."""
+        R, T, B, H = xproj.shape
+        states = np.empty((R, T + 1, B, H), dtype=xproj.dtype)
+        states[:, 0] = state0
         W_h = params["W_h"]
         for t in range(T):
-            pre = states[t + 1]
-            np.matmul(states[t], W_h, out=pre)
-            pre += xproj[t]
+            pre = states[:, t + 1]
+            np.matmul(states[:, t], W_h, out=pre)
+            pre += xproj[:, t]
             self._activate(pre)
-        return states, {"H": H}
+        return Record(states)
 
     def _activate(self, pre):
         """The activation, in place (identity here)."""
 
-    def prepare_backward(self, params, states, cache):
-        cache["W_hT"] = np.ascontiguousarray(params["W_h"].T)
-        return cache
-
-    def backward_step(self, params, cache, t, delta, outs, K, out):
+    def backward_step(self, ctx, record, t, delta, outs, K, out):
         outs[0][...] = delta
-        return np.matmul(delta, cache["W_hT"], out=out)
+        return np.matmul(delta, ctx.W_hT, out=out)
 
 
 class Tanh(Linear):
@@ -179,17 +238,11 @@ class Tanh(Linear):
     def _activate(self, pre):
         np.tanh(pre, out=pre)
 
-    def prepare_backward(self, params, states, cache):
-        cache["states"] = states
-        # a contiguous W_hᵀ: BLAS is up to a third faster than on the transposed view
-        cache["W_hT"] = np.ascontiguousarray(params["W_h"].T)
-        return cache
-
-    def backward_step(self, params, cache, t, delta, outs, K, out):
+    def backward_step(self, ctx, record, t, delta, outs, K, out):
         dpre = outs[0]
-        slope = _one_minus_square(cache["states"][t + 1])
-        np.multiply(_rows(delta, K), _per_batch(slope, K), out=_rows(dpre, K))
-        return np.matmul(dpre, cache["W_hT"], out=out)
+        slope = _one_minus_square(record.states[:, t + 1])
+        np.multiply(rows(delta, K), per_batch(slope), out=rows(dpre, K))
+        return np.matmul(dpre, ctx.W_hT, out=out)
 
 
 class GRU(Cell):
@@ -204,42 +257,43 @@ class GRU(Cell):
     gates = 3
 
     def forward(self, params, xproj, state0):
-        T, B, G3 = xproj.shape
+        """xproj (R, T, B, 3H), state0 (R, B, H) -> GRURecord."""
+        R, T, B, G3 = xproj.shape
         H = G3 // 3
         dt = xproj.dtype
-        states = np.empty((T + 1, B, H), dtype=dt)
-        states[0] = state0
-        zr = np.empty((T, B, 2 * H), dt)
-        n = np.empty((T, B, H), dt)
-        rh = np.empty((T, B, H), dt)
-        W_zr = params["W_h"][:, : 2 * H]
-        W_n = params["W_h"][:, 2 * H :]
+        states = np.empty((R, T + 1, B, H), dtype=dt)
+        states[:, 0] = state0
+        zr = np.empty((R, T, B, 2 * H), dt)
+        n = np.empty((R, T, B, H), dt)
+        rh = np.empty((R, T, B, H), dt)
+        W_zr = params["W_h"][..., : 2 * H]
+        W_n = params["W_h"][..., 2 * H :]
         for t in range(T):
-            h, g, c = states[t], zr[t], n[t]
+            h, g, c, rh_t = states[:, t], zr[:, t], n[:, t], rh[:, t]
             np.matmul(h, W_zr, out=g)
-            g += xproj[t, :, : 2 * H]
+            g += xproj[:, t, :, : 2 * H]
             _sigmoid_inplace(g)
-            np.multiply(g[:, H:], h, out=rh[t])
-            np.matmul(rh[t], W_n, out=c)
-            c += xproj[t, :, 2 * H :]
+            np.multiply(g[..., H:], h, out=rh_t)
+            np.matmul(rh_t, W_n, out=c)
+            c += xproj[:, t, :, 2 * H :]
             np.tanh(c, out=c)
             # h' = n + z (h - n)
-            hn = states[t + 1]
+            hn = states[:, t + 1]
             np.subtract(h, c, out=hn)
-            hn *= g[:, :H]
+            hn *= g[..., :H]
             hn += c
-        return states, {"H": H, "z": zr[..., :H], "r": zr[..., H:], "n": n, "rh": rh}
+        return GRURecord(states, zr, n, rh)
 
-    def prepare_backward(self, params, states, cache):
-        H = cache["H"]
-        cache["states"] = states
-        cache["W_zrT"] = np.ascontiguousarray(params["W_h"][:, : 2 * H].T)
-        cache["W_nT"] = np.ascontiguousarray(params["W_h"][:, 2 * H :].T)
-        return cache
+    def prepare_backward(self, params, record, rows_per_replica):
+        H = _hidden_size(params)
+        W_hT = params["W_h"].transpose(0, 2, 1)
+        scratch = np.empty((W_hT.shape[0], rows_per_replica, H), W_hT.dtype)
+        return Transposed(np.ascontiguousarray(W_hT[:, : 2 * H]), np.ascontiguousarray(W_hT[:, 2 * H :]), scratch)
 
-    def _slopes(self, cache, t):
-        """(1 - z)(1 - n²), (h - n) z (1 - z), h r (1 - r) for step t, each (B, H)."""
-        z, r, n, h_prev = cache["z"][t], cache["r"][t], cache["n"][t], cache["states"][t]
+    def _slopes(self, record, t, H):
+        """(1 - z)(1 - n²), (h - n) z (1 - z), h r (1 - r) for step t, each (R, B, H)."""
+        g = record.zr[:, t]
+        z, r, n, h_prev = g[..., :H], g[..., H:], record.n[:, t], record.states[:, t]
         one_minus_z = np.subtract(1.0, z)
         c_n = _one_minus_square(n)
         c_n *= one_minus_z
@@ -253,28 +307,27 @@ class GRU(Cell):
     def grad_widths(self, hidden):
         return (2 * hidden, hidden)
 
-    def recurrent_grad_inputs(self, states, cache):
-        return (states[:-1], cache["rh"])
+    def recurrent_grad_inputs(self, record, hidden):
+        return (record.states[:, :-1], record.rh)
 
-    def backward_step(self, params, cache, t, delta, outs, K, out):
-        H = cache["H"]
+    def backward_step(self, ctx, record, t, delta, outs, K, out):
         dzr, dn = outs
-        drh = cache.get("drh")
-        if drh is None or drh.shape != dn.shape:
-            drh = cache["drh"] = np.empty_like(dn)
-        d3, drh3 = _rows(delta, K), _rows(drh, K)
-        c_n, c_z, c_r = self._slopes(cache, t)
-        np.multiply(d3, _per_batch(c_n, K), out=_rows(dn, K))
-        np.matmul(dn, cache["W_nT"], out=drh)
-        dzr3 = _rows(dzr, K)
-        np.multiply(d3, _per_batch(c_z, K), out=dzr3[..., :H])
-        np.multiply(drh3, _per_batch(c_r, K), out=dzr3[..., H:])
-        dprev = np.matmul(dzr, cache["W_zrT"], out=out)
-        p3 = _rows(dprev, K)
+        H = dn.shape[-1]
+        drh = ctx.scratch
+        d3, drh3 = rows(delta, K), rows(drh, K)
+        c_n, c_z, c_r = self._slopes(record, t, H)
+        np.multiply(d3, per_batch(c_n), out=rows(dn, K))
+        np.matmul(dn, ctx.W_nT, out=drh)
+        dzr3 = rows(dzr, K)
+        np.multiply(d3, per_batch(c_z), out=dzr3[..., :H])
+        np.multiply(drh3, per_batch(c_r), out=dzr3[..., H:])
+        dprev = np.matmul(dzr, ctx.W_hT, out=out)
+        p3 = rows(dprev, K)
         # delta and drh are dead after this step: scale them in place
-        d3 *= _per_batch(cache["z"][t], K)
+        g = record.zr[:, t]
+        d3 *= per_batch(g[..., :H])
         p3 += d3
-        drh3 *= _per_batch(cache["r"][t], K)
+        drh3 *= per_batch(g[..., H:])
         p3 += drh3
         return dprev
 
@@ -290,40 +343,35 @@ class LSTM(Cell):
     state_factor = 2
 
     def forward(self, params, xproj, state0):
-        T, B, G4 = xproj.shape
+        """xproj (R, T, B, 4H), state0 (R, B, 2H) -> LSTMRecord."""
+        R, T, B, G4 = xproj.shape
         H = G4 // 4
         dt = xproj.dtype
-        states = np.empty((T + 1, B, 2 * H), dtype=dt)
-        states[0] = state0
-        gates = np.empty((T, B, 4 * H), dt)
-        tc = np.empty((T, B, H), dt)
+        states = np.empty((R, T + 1, B, 2 * H), dtype=dt)
+        states[:, 0] = state0
+        gates = np.empty((R, T, B, 4 * H), dt)
+        tc = np.empty((R, T, B, H), dt)
         W_h = params["W_h"]
         for t in range(T):
-            a = gates[t]
-            np.matmul(states[t, :, :H], W_h, out=a)
-            a += xproj[t]
-            _sigmoid_inplace(a[:, : 2 * H])
-            np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-            _sigmoid_inplace(a[:, 3 * H :])
-            c = states[t + 1, :, H:]
-            np.multiply(a[:, H : 2 * H], states[t, :, H:], out=c)
-            c += a[:, :H] * a[:, 2 * H : 3 * H]
-            np.tanh(c, out=tc[t])
-            np.multiply(a[:, 3 * H :], tc[t], out=states[t + 1, :, :H])
-        return states, {"H": H, "gates": gates, "tc": tc}
+            a = gates[:, t]
+            np.matmul(states[:, t, :, :H], W_h, out=a)
+            a += xproj[:, t]
+            _sigmoid_inplace(a[..., : 2 * H])
+            np.tanh(a[..., 2 * H : 3 * H], out=a[..., 2 * H : 3 * H])
+            _sigmoid_inplace(a[..., 3 * H :])
+            c = states[:, t + 1, :, H:]
+            np.multiply(a[..., H : 2 * H], states[:, t, :, H:], out=c)
+            c += a[..., :H] * a[..., 2 * H : 3 * H]
+            np.tanh(c, out=tc[:, t])
+            np.multiply(a[..., 3 * H :], tc[:, t], out=states[:, t + 1, :, :H])
+        return LSTMRecord(states, gates, tc)
 
-    def prepare_backward(self, params, states, cache):
-        cache["states"] = states
-        cache["W_hT"] = np.ascontiguousarray(params["W_h"].T)
-        return cache
-
-    def _slopes(self, cache, t):
-        """Derivative factors of step t, each (B, H): dh->dc', then i, f, g, o."""
-        H = cache["H"]
-        g = cache["gates"][t]
-        i, f, gg, o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-        tc = cache["tc"][t]
-        c_prev = cache["states"][t, :, H:]
+    def _slopes(self, record, t, H):
+        """Derivative factors of step t, each (R, B, H): dh->dc', then i, f, g, o."""
+        g = record.gates[:, t]
+        i, f, gg, o = g[..., :H], g[..., H : 2 * H], g[..., 2 * H : 3 * H], g[..., 3 * H :]
+        tc = record.tc[:, t]
+        c_prev = record.states[:, t, :, H:]
         c_c = _one_minus_square(tc)  # o (1 - tanh² c')
         c_c *= o
         c_i = _sigmoid_slope(i)  # g i (1 - i)
@@ -336,15 +384,12 @@ class LSTM(Cell):
         c_o *= tc
         return c_c, c_i, c_f, c_g, c_o, f
 
-    def recurrent_grad_inputs(self, states, cache):
-        return (states[:-1, :, : cache["H"]],)
-
-    def backward_step(self, params, cache, t, delta, outs, K, out):
-        H = cache["H"]
-        d3 = _rows(delta, K)
+    def backward_step(self, ctx, record, t, delta, outs, K, out):
+        H = delta.shape[-1] // 2
+        d3 = rows(delta, K)
         dh, dc = d3[..., :H], d3[..., H:]
-        dpre = _rows(outs[0], K)
-        c_c, c_i, c_f, c_g, c_o, f = (_per_batch(c, K) for c in self._slopes(cache, t))
+        dpre = rows(outs[0], K)
+        c_c, c_i, c_f, c_g, c_o, f = (per_batch(c) for c in self._slopes(record, t, H))
         # total gradient of c' accumulated in place in delta (dead after this step),
         # using the i-block of dpre as scratch before it is written
         np.multiply(dh, c_c, out=dpre[..., :H])
@@ -355,8 +400,8 @@ class LSTM(Cell):
         np.multiply(dc_tot, c_g, out=dpre[..., 2 * H : 3 * H])
         np.multiply(dh, c_o, out=dpre[..., 3 * H :])
         dprev = out
-        np.matmul(outs[0], cache["W_hT"], out=dprev[:, :H])
-        np.multiply(dc_tot, f, out=_rows(dprev, K)[..., H:])
+        np.matmul(outs[0], ctx.W_hT, out=dprev[..., :H])
+        np.multiply(dc_tot, f, out=rows(dprev, K)[..., H:])
         return dprev
 
 
@@ -366,6 +411,11 @@ class Influence(Cell):
     ``A = 0.5 I + 0.5 N`` (N the superdiagonal shift), ``u`` = +1 on the first ``p``
     units and -1 on the rest.  The only parameter is the scalar θ; the input is a
     constant 1 (D = 1) so ``xproj_t = θ u``.  ``hidden`` is the number of units n.
+
+    A is shared by all replicas, so the state update of all R·B sequences is one GEMM
+    with R·B rows.  Each entry of ``s A`` has two nonzero terms, halves of floats, so
+    any summation order gives the same, correctly rounded, sum: replica r's numbers
+    equal those of the run alone.
     """
 
     name = "influence"
@@ -376,12 +426,11 @@ class Influence(Cell):
         self.n = n
         self.positive = positive
         self.theta0 = theta0
+        self.A, self.u = influence_system(n, positive)
 
-    def system(self, n, dtype=np.float64):
-        A = 0.5 * np.eye(n, dtype=dtype) + 0.5 * np.eye(n, k=1, dtype=dtype)
-        u = -np.ones(n, dtype=dtype)
-        u[: self.positive] = 1.0
-        return A, u
+    def system(self, dtype=np.float64):
+        """(A (n, n), u (n,)) in ``dtype``."""
+        return self.A.astype(dtype, copy=False), self.u.astype(dtype, copy=False)
 
     def init(self, input_size, hidden, rng, dtype=np.float64):
         return {"theta": np.full((1,), self.theta0, dtype=dtype)}
@@ -389,38 +438,51 @@ class Influence(Cell):
     def param_shapes(self, input_size, hidden):
         return {"theta": (1,)}
 
-    def initial_state(self, batch, hidden, dtype):
-        return np.ones((batch, hidden), dtype=dtype)
+    def initial_state(self, R, batch, hidden, dtype):
+        return np.ones((R, batch, hidden), dtype=dtype)
 
     def input_projection(self, params, X):
-        _, u = self.system(self.n, X.dtype)
-        return X[..., :1] * (params["theta"][0] * u)
+        _, u = self.system(X.dtype)
+        return X[..., :1] * (params["theta"][:, None, None, :] * u)
 
     def forward(self, params, xproj, state0):
-        T, B, n = xproj.shape
-        A, _ = self.system(n, xproj.dtype)
-        states = np.empty((T + 1, B, n), dtype=xproj.dtype)
-        states[0] = state0
+        R, T, B, n = xproj.shape
+        A, _ = self.system(xproj.dtype)
+        states = np.empty((T + 1, R * B, n), dtype=xproj.dtype)  # time-major: one GEMM per step
+        states[0] = state0.reshape(R * B, n)
+        x = np.ascontiguousarray(xproj.transpose(1, 0, 2, 3)).reshape(T, R * B, n)
         AT = A.T.copy()
         for t in range(T):
             np.matmul(states[t], AT, out=states[t + 1])
-            states[t + 1] += xproj[t]
-        return states, {"H": n, "A": A}
+            states[t + 1] += x[t]
+        return Record(states.reshape(T + 1, R, B, n).transpose(1, 0, 2, 3))
 
-    def prepare_backward(self, params, states, cache):
-        return cache
+    def prepare_backward(self, params, record, rows_per_replica):
+        return Transposed(self.system(record.states.dtype)[0])
 
-    def backward_step(self, params, cache, t, delta, outs, K, out):
+    def backward_step(self, ctx, record, t, delta, outs, K, out):
         outs[0][...] = delta
-        return np.matmul(delta, cache["A"], out=out)
+        R, BK, n = delta.shape
+        np.matmul(delta.reshape(R * BK, n), ctx.W_hT, out=out.reshape(R * BK, n))
+        return out
 
-    def param_grads(self, params, X, states, cache, stores, K):
-        T, B, _ = X.shape
-        n = cache["H"]
-        _, u = self.system(n, X.dtype)
-        P = stores[0].reshape(T, B, K, n)
-        dtheta = np.einsum("tbkn,tb,n->k", P, X[..., 0], u)
-        return {"theta": dtheta[:, None]}
+    def param_grads(self, params, X, record, stores, K):
+        """dθ_k = Σ_{t,b} x_{t,b} uᵀ dpre_{t,b,k}, as two stacked products."""
+        R, T, B, _ = X.shape
+        n = self.n
+        _, u = self.system(X.dtype)
+        x = X[..., 0].reshape(R, 1, T * B)
+        P = stores[0].reshape(R, T * B, K * n)
+        dtheta = np.matmul(np.matmul(x, P).reshape(R, K, n), u)
+        return {"theta": dtheta[..., None]}
+
+
+def influence_system(n, positive, dtype=np.float64):
+    """The influence-balancing system's ``A = 0.5 I + 0.5 N`` (n, n) and ``u`` (n,)."""
+    A = 0.5 * np.eye(n, dtype=dtype) + 0.5 * np.eye(n, k=1, dtype=dtype)
+    u = -np.ones(n, dtype=dtype)
+    u[:positive] = 1.0
+    return A, u
 
 
 CELLS = {c.name: c for c in (Linear, Tanh, GRU, LSTM, Influence)}

@@ -36,6 +36,7 @@ from importlib import resources
 
 import numpy as np
 
+from .cells import influence_system
 from .losses import accuracy
 from .model import Model
 
@@ -297,9 +298,7 @@ class Influence(Task):
 
 def influence_sensitivity(k, units=23, positive=10):
     """k-step truncated sensitivity of s¹ to θ: ``Σ_{j<k} (A^j u)_1`` (array over k=1..k)."""
-    A = 0.5 * np.eye(units) + 0.5 * np.eye(units, k=1)
-    u = -np.ones(units)
-    u[:positive] = 1.0
+    A, u = influence_system(units, positive)
     out, v = np.empty(k), u.copy()
     total = 0.0
     for j in range(k):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backprop as backward_module
 from .backprop import backward
 from .schedules import SCHEDULES, make_schedule
 
@@ -227,17 +228,15 @@ def sample_many(model, params, batch, estimators, K=1, rng=None):
 # -- groups of replicas ----------------------------------------------------------
 
 
-def _replica_inputs(X, Y, mask, R):
-    """Per-replica (X, Y, mask) triples; inputs without the R axis are shared.
-
-    The R axis is present when ``mask`` has 3 dimensions (R, T, B).
-    """
+def _group_inputs(X, Y, mask, R):
+    """(X, Y, mask) with a leading replica axis; inputs without it (``mask`` (T, B)) are
+    shared by all replicas and broadcast (views)."""
     mask = np.asarray(mask)
     if mask.ndim == 2:
-        return [(X, Y, mask)] * R
+        return tuple(np.broadcast_to(a, (R,) + np.shape(a)) for a in (X, Y, mask))
     if mask.shape[0] != R:
         raise ValueError(f"mask has {mask.shape[0]} replicas, thetas has {R}")
-    return [(X[r], Y[r], mask[r]) for r in range(R)]
+    return np.asarray(X), np.asarray(Y), mask
 
 
 def _check_thetas(model, thetas):
@@ -247,15 +246,35 @@ def _check_thetas(model, thetas):
     return thetas
 
 
+def _plan_groups(plans):
+    """Replicas whose plans have the same shape share one stacked recursion:
+    ``[(replica indices, m (n, K, [B,] T), inject | None, reduce)]``."""
+    groups = {}
+    for r, (m, inject, reduce) in enumerate(plans):
+        m = np.asarray(m)
+        if not reduce and m.shape[0] != 1:
+            raise ValueError(f"plan of replica {r} yields {m.shape[0]} gradients; need one (K=1)")
+        groups.setdefault((m.shape, np.shape(inject) if inject is not None else None, bool(reduce)), []).append(r)
+    out = []
+    for (_, inject_shape, reduce), idx in groups.items():
+        ms = np.stack([np.asarray(plans[r][0]) for r in idx])
+        inject = None if inject_shape is None else np.stack([np.asarray(plans[r][1]) for r in idx])
+        out.append((np.array(idx), ms, inject, reduce))
+    return out
+
+
 def group_loss_and_gradients(model, thetas, X, Y, mask, plans):
     """Loss and one gradient per replica of a group trained in lockstep.
 
     thetas  (R, n_params) flat parameters (``model.flatten`` order), float32 or float64
     X       (R, T, B) token ids or (R, T, B, D) floats; Y (R, T, B) or (R, T, B, V); mask (R, T, B)
     plans   R tuples ``(m (K_r, T), inject (K_r, T) | None, reduce)`` from ``Estimator.plan``
-            with K = 1, so that each plan yields one gradient
+            with K = 1, so that each plan yields one gradient; m may also be (K_r, B, T)
     Returns ``losses (R,) float64, grads (R, n_params)`` in the dtype of ``thetas``.
-    Replica r's numbers are those of ``model.forward`` + ``model.loss_and_seed`` +
+
+    One forward pass and one backward recursion for all replicas (one per distinct plan
+    shape, e.g. windowed(τ)'s τ slots beside K = 1 plans).  Replica r's numbers are
+    bitwise those of ``model.forward`` + ``model.loss_and_seed`` +
     ``gradients_from_plan(...)[0]`` on replica r alone; a non-finite replica yields
     non-finite numbers for itself only (floating-point warnings are silenced: a
     diverging replica is data).
@@ -264,22 +283,27 @@ def group_loss_and_gradients(model, thetas, X, Y, mask, plans):
     R = thetas.shape[0]
     if len(plans) != R:
         raise ValueError(f"need one plan per replica: {len(plans)} plans for {R} replicas")
-    losses = np.empty(R)
+    X, Y, mask = _group_inputs(X, Y, mask, R)
+    groups = _plan_groups(plans)
+    names = model.param_shapes()
     grads = np.empty_like(thetas)
     with np.errstate(all="ignore"):
-        for r, ((Xr, Yr, mr), (m, inject, reduce)) in enumerate(zip(_replica_inputs(X, Y, mask, R), plans)):
-            params = model.unflatten(thetas[r])
-            fwd = model.forward(params, Xr)
-            losses[r], seed, ro = model.loss_and_seed(params, fwd, Yr, mr)
-            G = gradients_from_plan(model, params, fwd, seed, ro, m, inject, reduce)
-            if G.shape[0] != 1:
-                raise ValueError(f"plan of replica {r} yields {G.shape[0]} gradients; need one (K=1)")
-            grads[r] = G[0]
+        params = model.unflatten(thetas)
+        fwd = model.forward_group(params, X)
+        losses, seed, readout = model.loss_and_seed_group(params, fwd, Y, mask)
+        for idx, m, inject, reduce in groups:
+            if len(groups) == 1:
+                p, f, s = params, fwd, seed
+            else:
+                p, f, s = {k: v[idx] for k, v in params.items()}, fwd.take(idx), seed[idx]
+            g = backward_module.group_backward(model, p, f, s, m, inject, reduce)
+            g.update({k: v[idx, None] for k, v in readout.items()})
+            grads[idx] = np.concatenate([g[n].reshape(len(idx), -1) for n in names], axis=1)
     return losses, grads
 
 
 def group_evaluate(model, thetas, X, Y, mask):
-    """Evaluation loss and outputs per replica.
+    """Evaluation loss and outputs per replica, from one stacked forward pass.
 
     thetas (R, n_params); X, Y, mask with a leading R axis, or without it (shared by all
     replicas, the usual evaluation set).  Returns ``losses (R,) float64`` and
@@ -287,12 +311,7 @@ def group_evaluate(model, thetas, X, Y, mask):
     so that ``task.metric(losses[r], outputs_cm[r], Y_r, mask_r)`` scores replica r.
     """
     thetas = _check_thetas(model, thetas)
-    R = thetas.shape[0]
-    losses = np.empty(R)
-    outs = []
+    X, Y, mask = _group_inputs(X, Y, mask, thetas.shape[0])
     with np.errstate(all="ignore"):
-        for r, (Xr, Yr, mr) in enumerate(_replica_inputs(X, Y, mask, R)):
-            fwd = model.forward(model.unflatten(thetas[r]), Xr)
-            losses[r] = fwd.loss(Yr, mr, model.loss)
-            outs.append(fwd.outputs_cm)
-    return losses, np.stack(outs)
+        fwd = model.forward_group(model.unflatten(thetas), X)
+        return fwd.loss(Y, mask, model.loss), fwd.outputs_cm

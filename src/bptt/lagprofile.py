@@ -2,7 +2,8 @@
 
 For the chapter's linear RNN and for tanh, ``W_h`` is a Gaussian matrix rescaled to a
 given spectral radius ρ; the loss is the last step's loss on random one-hot inputs;
-its gradient is carried back with the cell's own VJP (the engine's backward step).
+its gradient is carried back by the engine's one backward recursion (a single path,
+K = 1, every edge kept), which records δ_t at every step.
 ρ < 1 shows vanishing and ρ > 1 (linear) exploding gradients: the powers of W_hh of
 the chapter's closed form.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .backprop import backward
 from .model import Model
 
 
@@ -32,15 +34,9 @@ def lag_profile(cell, rho, hidden=32, seq_len=64, batch_size=16, vocab=8, seed=0
     mask[-1] = 1.0
     fwd = model.forward(params, X)
     _, seed_grad, _ = model.loss_and_seed(params, fwd, Y, mask)
-    cache = model.rnn.prepare_backward(params, fwd.states, dict(fwd.cache))
-    widths = model.rnn.grad_widths(hidden)
-    outs = tuple(np.empty((batch_size, w)) for w in widths)
-    delta = seed_grad[-1].copy()
-    norms = np.empty(seq_len)
-    for k in range(seq_len):
-        t = seq_len - 1 - k
-        norms[k] = np.mean(np.linalg.norm(delta[:, :hidden], axis=1))
-        delta = model.rnn.backward_step(params, cache, t, delta, outs, 1, np.empty_like(delta))
+    deltas = np.empty_like(seed_grad)  # (T, B, S): ∂l_T/∂state_t
+    backward(model, params, fwd, seed_grad, np.ones((1, seq_len)), deltas=deltas)
+    norms = np.linalg.norm(deltas[::-1, :, :hidden], axis=2).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = norms / norms[0]
     return pd.DataFrame({"cell": cell, "rho": rho, "seed": seed, "k": np.arange(seq_len),

@@ -13,36 +13,51 @@ from __future__ import annotations
 import numpy as np
 
 
-def _weights(mask, dtype):
-    total = float(mask.sum())
-    if total <= 0:
+def _weights(mask, outputs):
+    """Token weights (..., N) in the dtype of ``outputs`` (..., V, N); one total per run."""
+    m = np.asarray(mask).reshape(outputs.shape[:-2] + (-1,))
+    total = m.sum(axis=-1, keepdims=True, dtype=np.float64)
+    if (total <= 0).any():
         raise ValueError("loss mask selects no token")
-    return (mask.ravel() / total).astype(dtype)
+    return (m / total).astype(outputs.dtype)
+
+
+def _dot(a, b):
+    """Σ_n a_n b_n over the last axis: a float, or float64 (R,) with a leading axis.
+
+    A stacked (1, N) @ (N, 1) product is the BLAS dot of each run alone."""
+    d = np.matmul(a[..., None, :], b[..., :, None])[..., 0, 0]
+    return float(d) if d.ndim == 0 else d.astype(np.float64)
 
 
 def softmax_xent(outputs, targets, mask):
     """Softmax cross-entropy. outputs (V, N), integer targets (N,), mask (N,).
 
-    Returns ``(loss, doutputs)`` with doutputs (V, N).
+    Returns ``(loss, doutputs)`` with doutputs (V, N).  With a leading replica axis
+    (R, V, N), (R, N), (R, N): losses (R,) and doutputs (R, V, N).
     """
-    w = _weights(mask, outputs.dtype)
-    cols = np.arange(outputs.shape[1])
-    p = outputs - outputs.max(axis=0)
+    w = _weights(mask, outputs)
+    p = outputs - outputs.max(axis=-2, keepdims=True)
     np.exp(p, out=p)
-    p /= p.sum(axis=0)
-    p_true = p[targets, cols]
-    loss = -float(np.dot(w, np.log(np.maximum(p_true, np.finfo(p.dtype).tiny))))
-    p[targets, cols] = p_true - 1.0
-    p *= w
+    p /= p.sum(axis=-2, keepdims=True)
+    cols = np.arange(p.shape[-1])
+    ix = (targets, cols) if p.ndim == 2 else (np.arange(p.shape[0])[:, None], targets, cols)
+    p_true = p[ix]
+    loss = -_dot(w, np.log(np.maximum(p_true, np.finfo(p.dtype).tiny)))
+    p[ix] = p_true - 1.0
+    p *= w[..., None, :]
     return loss, p
 
 
 def squared_error(outputs, targets, mask):
-    """``½ (o - y)²`` summed over output units. outputs, targets (V, N); mask (N,)."""
-    w = _weights(mask, outputs.dtype)
+    """``½ (o - y)²`` summed over output units. outputs, targets (V, N); mask (N,).
+
+    With a leading replica axis: losses (R,) and doutputs (R, V, N).
+    """
+    w = _weights(mask, outputs)
     diff = outputs - targets
-    loss = 0.5 * float(np.dot(np.einsum("vn,vn->n", diff, diff), w))
-    diff *= w
+    loss = 0.5 * _dot(np.multiply(diff, diff).sum(axis=-2), w)
+    diff *= w[..., None, :]
     return loss, diff
 
 
@@ -57,7 +72,8 @@ LOSSES = {"xent": softmax_xent, "mse": squared_error}
 
 
 def class_major_targets(Y, loss):
-    """Targets in the layout of the losses: (N,) ints for xent, (V, N) for mse."""
+    """Targets in the layout of the losses: (N,) ints for xent, (V, N) for mse; with a
+    leading replica axis, (R, T, B) -> (R, N) and (R, T, B, V) -> (R, V, N)."""
     if loss == "xent":
-        return Y.reshape(-1)
-    return Y.reshape(-1, Y.shape[-1]).T
+        return Y.reshape(Y.shape[:-2] + (-1,))
+    return np.swapaxes(Y.reshape(Y.shape[:-3] + (-1, Y.shape[-1])), -1, -2)
