@@ -29,7 +29,8 @@ def _per_step(weights, R, K, B, T, name, dtype):
     against the carry seen as (R, B, K, S)."""
     w = np.asarray(weights, dtype=dtype)
     if w.shape not in ((R, K, T), (R, K, B, T)):
-        raise ValueError(f"{name} must have shape ({R}, {K}, {T}) or ({R}, {K}, {B}, {T}), got {w.shape}")
+        raise ValueError(f"{name} must have shape (K, {T}) or (K, {B}, {T}) per replica, K = {K} "
+                         f"and R = {R} replicas; got {w.shape}")
     if w.ndim == 3:
         w = w[:, :, None, :]
     return np.ascontiguousarray(w.transpose(3, 0, 2, 1))[..., None]
