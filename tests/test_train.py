@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptt.train import RunConfig, train
+from bptt.train import RunConfig, train, train_group
 
 NOT_TIMED = ["wall_time"]
 
@@ -90,3 +90,77 @@ def test_bad_configuration_fails_before_any_output(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         run(tmp_path, "bad", **kw)
     assert not (tmp_path / "bad").exists()
+
+
+# -- groups of runs: each run exactly as if trained alone ------------------------------
+
+TIMED = {"wall_time", "fit_time", "tokens_per_s", "group_size"}
+
+
+def assert_same_run(alone, grouped):
+    """Same curve numbers (all but wall-clock), parameters, checkpoints and record."""
+    pd.testing.assert_frame_equal(pd.read_csv(alone / "curve.csv").drop(columns=NOT_TIMED),
+                                  pd.read_csv(grouped / "curve.csv").drop(columns=NOT_TIMED))
+    files = sorted(p.name for p in alone.glob("*.npz"))
+    assert files == sorted(p.name for p in grouped.glob("*.npz"))
+    for name in files:
+        assert np.array_equal(np.load(alone / name)["theta"], np.load(grouped / name)["theta"])
+    a, g = (json.loads((d / "final.json").read_text()) for d in (alone, grouped))
+    assert {k: v for k, v in a.items() if k not in TIMED} == {k: v for k, v in g.items() if k not in TIMED}
+
+
+GROUP_SHAPES = {
+    "linear": dict(task="recall", cell="linear", lag=3, alphabet=4, hidden=8, seq_len=10, batch_size=4),
+    "tanh": dict(task="recall", cell="tanh", lag=3, alphabet=4, hidden=8, seq_len=10, batch_size=4),
+    "gru": dict(task="timemachine", cell="gru", hidden=8, seq_len=10, batch_size=4),
+    "lstm": dict(task="recall", cell="lstm", lag=3, alphabet=4, hidden=8, seq_len=10, batch_size=4),
+    "influence": dict(task="influence", seq_len=30),
+}
+
+
+@pytest.mark.parametrize("cell", list(GROUP_SHAPES))
+def test_every_run_of_a_group_equals_the_run_alone(tmp_path, cell):
+    """Full, regular, windowed and randomized side by side with mixed seeds and learning
+    rates, one run diverging on purpose (huge lr, no clipping): each is bit-identical to
+    the same run trained alone, and the diverged one is frozen and recorded as such."""
+    shared = dict(GROUP_SHAPES[cell], optimizer="sgd", updates=12, eval_every=5, checkpoints=[0, 7])
+    runs = [dict(estimator="full", seed=0, lr=0.05), dict(estimator="regular:3", seed=1, lr=0.02),
+            dict(estimator="windowed:3", seed=2, lr=0.05, clip=0.1),
+            dict(estimator="randomized:power:3", seed=3, lr=0.05),
+            dict(estimator="full", seed=4, lr=3e38, clip=0)]
+    cfgs = [RunConfig(**shared, **r) for r in runs]
+    finals = train_group(cfgs, [tmp_path / "group" / str(i) for i in range(len(cfgs))], quiet=True)
+    assert [f["diverged"] for f in finals] == [False] * 4 + [True]
+    assert all(f["group_size"] == 5 for f in finals)
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / "alone" / str(i), quiet=True)
+        assert_same_run(tmp_path / "alone" / str(i), tmp_path / "group" / str(i))
+
+
+def test_adam_group_with_mixed_learning_rates_and_estimators(tmp_path):
+    shared = dict(GROUP_SHAPES["tanh"], optimizer="adam", updates=15, eval_every=5)
+    runs = [dict(estimator="randomized:artbp:3", lr=0.01), dict(estimator="randomized:constant:4", lr=0.003),
+            dict(estimator="regular:2", lr=0.03, clip=0.5), dict(estimator="full", lr=0.01, seed=7)]
+    cfgs = [RunConfig(**shared, **r) for r in runs]
+    train_group(cfgs, [tmp_path / "group" / str(i) for i in range(len(cfgs))], quiet=True)
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / "alone" / str(i), quiet=True)
+        assert_same_run(tmp_path / "alone" / str(i), tmp_path / "group" / str(i))
+
+
+@pytest.mark.parametrize("key,value", [("hidden", 9), ("seq_len", 11), ("updates", 16),
+                                       ("optimizer", "sgd"), ("dtype", "float64"), ("lag", 4)])
+def test_runs_that_cannot_share_a_group_fail_before_any_output(tmp_path, key, value):
+    base = dict(GROUP_SHAPES["tanh"], updates=15)
+    cfgs = [RunConfig(**base), RunConfig(**{**base, key: value})]
+    with pytest.raises(ValueError, match="must share"):
+        train_group(cfgs, [tmp_path / "a", tmp_path / "b"], quiet=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unwritable_output_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    cfgs = [RunConfig(**GROUP_SHAPES["tanh"], updates=10 ** 6, seed=s) for s in (0, 1)]  # hours if trained
+    with pytest.raises(ValueError, match="is not a folder"):
+        train_group(cfgs, [tmp_path / "ok", tmp_path / "file" / "run"], quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

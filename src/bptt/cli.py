@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -170,33 +169,14 @@ def cmd_lagprofile(args):
 OUT_IS_FOLDER = {"train"}
 
 
-def check_writable(path, option, folder):
-    """Raise ValueError unless ``path`` (a file or a folder) can be written.
-
-    Checked before any work, so that a long run never ends in "No such file or
-    directory". Missing folders are fine if the nearest existing one is writable.
-    """
-    p = Path(path)
-    if p.is_symlink() and not p.exists():
-        raise ValueError(f"{option} {path}: a broken symbolic link")
-    if p.exists() and p.is_dir() != folder:
-        raise ValueError(f"{option} {path}: exists and is {'not ' if folder else ''}a folder")
-    base = p if folder and p.exists() else p.parent
-    while not base.exists():
-        if base.is_symlink():
-            raise ValueError(f"{option} {path}: {base} is a broken symbolic link")
-        base = base.parent
-    if not base.is_dir():
-        raise ValueError(f"{option} {path}: {base} is not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: folder {base} is not writable")
-
-
 def check_outputs(args):
     """Every output option of the command, before the command does any work."""
+    from .io import check_writable
+
     out = getattr(args, "out", None)
     if out is not None:
-        check_writable(out, "--out", args.command in OUT_IS_FOLDER)
+        for path in out if isinstance(out, list) else [out]:  # train: one folder per run
+            check_writable(path, "--out", args.command in OUT_IS_FOLDER)
     out_dir = getattr(args, "out_dir", None)
     if out_dir is not None:
         check_writable(out_dir, "--out-dir", True)

@@ -103,6 +103,9 @@ class Task:
     loss = "xent"
     metric_name = "loss"
     higher_is_better = False
+    # a task with its own dynamics or data fixes these; None: the run's choice
+    cell = None
+    batch_size = None
 
     def make_model(self, cell, hidden):
         return Model(cell, self.input_size, hidden, self.output_size, loss=self.loss)
@@ -271,6 +274,8 @@ class Influence(Task):
     name = "influence"
     loss = "mse"
     input_size = output_size = 1
+    cell = "influence"
+    batch_size = 1  # one deterministic sequence
 
     def __init__(self, units=23, positive=10):
         if not 0 < positive <= units:

@@ -133,7 +133,7 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
     params = {k: v.astype(np.float64) for k, v in params.items()}
     data_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     est_rngs = {e.label: estimator_rng(seed, e) for e in estimators}
-    B = 1 if task.name == "influence" else batch_size
+    B = task.batch_size or batch_size
     g_list, samples = [], {e.label: [] for e in estimators}
     for b in range(n_batches):
         X, Y, mask = task.batch(data_rng, B, seq_len)

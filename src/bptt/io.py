@@ -76,6 +76,28 @@ def interrupts_deferred():
             signal.raise_signal(signum)
 
 
+def check_writable(path, option, folder):
+    """Raise ValueError unless ``path`` (a file or a folder) can be written.
+
+    Checked before any work, so that a long run never ends in "No such file or
+    directory". Missing folders are fine if the nearest existing one is writable.
+    """
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        raise ValueError(f"{option} {path}: a broken symbolic link")
+    if p.exists() and p.is_dir() != folder:
+        raise ValueError(f"{option} {path}: exists and is {'not ' if folder else ''}a folder")
+    base = p if folder and p.exists() else p.parent
+    while not base.exists():
+        if base.is_symlink():
+            raise ValueError(f"{option} {path}: {base} is a broken symbolic link")
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"{option} {path}: {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: folder {base} is not writable")
+
+
 def _default(o):
     if isinstance(o, np.generic):
         return o.item()

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import estimators as E
 from .data import make_task
-from .io import interrupts_deferred, write_json, write_npz, write_rows_csv
+from .io import check_writable, interrupts_deferred, write_json, write_npz, write_rows_csv
 from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -84,36 +84,41 @@ class RunConfig:
     def build(self):
         """(task, model, estimator) for this configuration."""
         task = make_task(self.task, **self.task_params())
-        cell = "influence" if self.task == "influence" else self.cell
-        return task, task.make_model(cell, self.hidden), E.parse_estimator(self.estimator)
+        model = task.make_model(task.cell or self.cell, self.hidden)
+        return task, model, E.parse_estimator(self.estimator)
 
 
-# -- optimizers on a flat parameter vector -----------------------------------------
+# -- optimizers on stacked parameter vectors (R, P), one row per run ----------------
+# Each row is updated by exactly the elementwise expressions of one run alone (the
+# learning rate cast to the parameters' dtype, as numpy does with a Python float), so
+# a run's numbers do not depend on the group it is trained in.
 
 
 class SGD:
-    def __init__(self, lr):
-        self.lr = lr
+    def __init__(self, lrs, shape, dtype):
+        self.lr = np.asarray(lrs, dtype=dtype)[:, None]
 
-    def step(self, theta, g):
-        theta -= self.lr * g
+    def step(self, thetas, G, rows):
+        """``thetas[rows] -= lr g``; ``rows`` a slice or index array, G (len(rows), P)."""
+        thetas[rows] -= self.lr[rows] * G
 
 
 class Adam:
-    def __init__(self, lr, b1=0.9, b2=0.999, eps=1e-8):
-        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
-        self.m = self.v = None
+    def __init__(self, lrs, shape, dtype, b1=0.9, b2=0.999, eps=1e-8):
+        self.lr = np.asarray(lrs, dtype=dtype)[:, None]
+        self.b1, self.b2, self.eps = b1, b2, eps
+        self.m, self.v = np.zeros(shape, dtype), np.zeros(shape, dtype)
+        # every run still training has taken every step so far: one step count for all
         self.t = 0
 
-    def step(self, theta, g):
-        if self.m is None:
-            self.m, self.v = np.zeros_like(theta), np.zeros_like(theta)
+    def step(self, thetas, G, rows):
         self.t += 1
-        self.m = self.b1 * self.m + (1 - self.b1) * g
-        self.v = self.b2 * self.v + (1 - self.b2) * g * g
-        mhat = self.m / (1 - self.b1**self.t)
-        vhat = self.v / (1 - self.b2**self.t)
-        theta -= self.lr * mhat / (np.sqrt(vhat) + self.eps)
+        m = self.b1 * self.m[rows] + (1 - self.b1) * G
+        v = self.b2 * self.v[rows] + (1 - self.b2) * G * G
+        self.m[rows], self.v[rows] = m, v
+        mhat = m / (1 - self.b1**self.t)
+        vhat = v / (1 - self.b2**self.t)
+        thetas[rows] -= self.lr[rows] * mhat / (np.sqrt(vhat) + self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
@@ -128,101 +133,183 @@ def init_params(model, seed, dtype):
     return model.init(seed_streams(seed)[0], DTYPES[dtype] if isinstance(dtype, str) else dtype)
 
 
-def evaluate(task, model, params, batch):
-    X, Y, mask = batch
-    fwd = model.forward(params, X)
-    loss = fwd.loss(Y, mask, model.loss)
-    return loss, task.metric(loss, fwd.outputs_cm, Y, mask)
+# -- a group of runs trained in lockstep --------------------------------------------
+
+# What the runs of one group must share: one task, one model, one batch shape, one
+# schedule of updates and evaluations. Seeds, learning rates, clipping, estimators and
+# checkpoints are free per run.
+GROUP_KEYS = ("task", "cell", "hidden", "seq_len", "batch_size", "optimizer", "updates",
+              "eval_every", "eval_sequences", "dtype")
 
 
-def backward_span(estimator, m):
-    """Longest stretch of steps one backward pass must keep (memory in steps)."""
-    if estimator.kind == "windowed":
-        return min(estimator.tau, m.shape[1])
-    best = 0
-    for row in m:
-        starts = np.flatnonzero(np.r_[True, row[1:] == 0])
-        best = max(best, int(np.max(np.diff(np.r_[starts, len(row)]))))
-    return best
+def check_group(cfgs):
+    """Validate every configuration and that they can share one group; return them."""
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ValueError("a group needs at least one run")
+    for cfg in cfgs:
+        cfg.validate()
+    first = cfgs[0]
+    for key in GROUP_KEYS:
+        values = [getattr(c, key) for c in cfgs]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"runs of one group must share {key}; got {sorted(set(map(str, values)))}")
+    if any(c.task_params() != first.task_params() for c in cfgs):
+        raise ValueError(f"runs of one group must share the {first.task} task's parameters; "
+                         f"got {[c.task_params() for c in cfgs]}")
+    return cfgs
 
 
-def train(cfg: RunConfig, out_dir, quiet=False):
-    """Run one configuration; write its outputs atomically; return the final record."""
-    cfg.validate()
-    out_dir = Path(out_dir)
-    task, model, est = cfg.build()
-    init_rng, data_rng, est_rng = seed_streams(cfg.seed)
-    dtype = DTYPES[cfg.dtype]
-    params = model.init(init_rng, dtype)
-    theta = model.flatten(params)
-    params = model.unflatten(theta)  # views into theta: updating theta updates params
-    opt = OPTIMIZERS[cfg.optimizer](cfg.lr)
-    val_set = task.eval_set(cfg.seq_len, cfg.eval_sequences, "val")
-    train_set = task.eval_set(cfg.seq_len, cfg.eval_sequences, "train")
-    checkpoints = sorted({int(c) for c in cfg.checkpoints})
-    B = 1 if cfg.task == "influence" else cfg.batch_size
-    tokens_per_update = B * cfg.seq_len
+@dataclass
+class Run:
+    """One finished run of a group: what ``write_run`` puts into its folder."""
 
-    rows, ckpts = [], {}
-    progress = Progress(cfg.updates, f"train {cfg.task} {cfg.cell} {est.label} seed={cfg.seed}", quiet=quiet)
+    final: dict  # final.json
+    rows: list  # curve.csv, one dict per evaluation
+    theta: np.ndarray  # (P,) params.npz: the last finite parameters
+    checkpoints: dict  # {update: (P,)} checkpoint_<update>.npz
+
+
+def fit(cfgs, quiet=False):
+    """Train a group of runs in lockstep; return one ``Run`` per configuration.
+
+    Every run keeps its own three seed streams (init, data, estimator), optimizer
+    state, clipping, evaluations and checkpoints, exactly as if trained alone; the
+    model math of all runs still training goes through one call of
+    ``group_loss_and_gradients`` per update (and ``group_evaluate`` per evaluation).
+    A run whose loss or gradient turns non-finite is frozen at its last finite
+    parameters and recorded as diverged; the others go on.
+    """
+    cfgs = check_group(cfgs)
+    first = cfgs[0]
+    R = len(cfgs)
+    task, model, _ = first.build()
+    ests = [E.parse_estimator(c.estimator) for c in cfgs]
+    streams = [seed_streams(c.seed) for c in cfgs]
+    data_rngs = [s[1] for s in streams]
+    est_rngs = [s[2] for s in streams]
+    dtype = DTYPES[first.dtype]
+    thetas = np.stack([model.flatten(model.init(s[0], dtype)) for s in streams])
+    opt = OPTIMIZERS[first.optimizer]([c.lr for c in cfgs], thetas.shape, dtype)
+    clips = [c.clip for c in cfgs]
+    T, updates, eval_every = first.seq_len, first.updates, first.eval_every
+    val_set = task.eval_set(T, first.eval_sequences, "val")
+    train_set = task.eval_set(T, first.eval_sequences, "train")
+    wanted = [{int(c) for c in cfg.checkpoints} for cfg in cfgs]
+    B = task.batch_size or first.batch_size
+    tokens_per_update = B * T
+
+    rows = [[] for _ in range(R)]
+    ckpts = [{} for _ in range(R)]
+    diverged_at = [None] * R
+    span = [0] * R
+    fit_time = [0.0] * R
+    interval_loss, interval_norm, n_interval = [0.0] * R, [0.0] * R, [0] * R
+    label = f"train {first.task} {model.cell} " + (
+        f"{ests[0].label} seed={first.seed}" if R == 1 else f"group of {R}")
+    progress = Progress(updates, label, quiet=quiet)
     t0 = time.perf_counter()
-    diverged_at, span, fit_time = None, 0, 0.0
-    interval_loss, interval_norm, n_interval = 0.0, 0.0, 0
 
-    def record(update):
-        vl, vm = evaluate(task, model, params, val_set)
-        tl, _ = evaluate(task, model, params, train_set)
-        rows.append({
-            "update": update,
-            "tokens": update * tokens_per_update,
-            "train_loss": interval_loss / n_interval if n_interval else np.nan,
-            "train_eval_loss": tl,
-            "val_loss": vl,
-            "val_metric": vm,
-            "grad_norm": interval_norm / n_interval if n_interval else np.nan,
-            "wall_time": time.perf_counter() - t0,
-        })
-        return vl, vm
-
-    if 0 in checkpoints:
-        ckpts[0] = theta.copy()
-    record(0)
-    for u in range(1, cfg.updates + 1):
-        batch = task.batch(data_rng, B, cfg.seq_len)
-        ts = time.perf_counter()
+    def record(update, active):
+        """Evaluate the runs ``active``; append their curve rows; return their val losses."""
+        sub = thetas if len(active) == R else thetas[active]
         with np.errstate(all="ignore"):
-            fwd = model.forward(params, batch[0])
-            loss, seed, ro = model.loss_and_seed(params, fwd, batch[1], batch[2])
-            m, inject, reduce = est.plan(cfg.seq_len, 1, est_rng)
-            g = E.gradients_from_plan(model, params, fwd, seed, ro, m, inject, reduce)[0]
-            norm = float(np.linalg.norm(g))
-        span = max(span, backward_span(est, m))
-        if not (np.isfinite(loss) and np.isfinite(norm)):
-            diverged_at = u
+            val_loss, val_out = E.group_evaluate(model, sub, *val_set)
+            train_loss, _ = E.group_evaluate(model, sub, *train_set)
+        now = time.perf_counter() - t0
+        for i, r in enumerate(active):
+            n = n_interval[r]
+            vl, tl = float(val_loss[i]), float(train_loss[i])
+            rows[r].append({
+                "update": update,
+                "tokens": update * tokens_per_update,
+                "train_loss": interval_loss[r] / n if n else np.nan,
+                "train_eval_loss": tl,
+                "val_loss": vl,
+                "val_metric": task.metric(vl, val_out[i], val_set[1], val_set[2]),
+                "grad_norm": interval_norm[r] / n if n else np.nan,
+                "wall_time": now,
+            })
+            interval_loss[r], interval_norm[r], n_interval[r] = 0.0, 0.0, 0
+        return val_loss
+
+    for r in range(R):
+        if 0 in wanted[r]:
+            ckpts[r][0] = thetas[r].copy()
+    active = list(range(R))
+    record(0, active)
+    for u in range(1, updates + 1):
+        batches = [task.batch(data_rngs[r], B, T) for r in active]
+        X, Y, mask = (np.stack(parts) for parts in zip(*batches))
+        ts = time.perf_counter()
+        everyone = len(active) == R
+        plans = [ests[r].plan(T, 1, est_rngs[r]) for r in active]
+        with np.errstate(all="ignore"):
+            losses, G = E.group_loss_and_gradients(
+                model, thetas if everyone else thetas[active], X, Y, mask, plans)
+            norms = [float(np.linalg.norm(g)) for g in G]
+        scale = np.ones((len(active), 1), dtype=dtype)
+        keep = []
+        for i, r in enumerate(active):
+            span[r] = max(span[r], ests[r].span(plans[i][0]))
+            if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
+                diverged_at[r] = u
+                continue
+            keep.append(i)
+            if clips[r] > 0 and norms[i] > clips[r]:
+                scale[i] = clips[r] / norms[i]
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge step is data, too
+            if len(keep) == len(active):
+                G *= scale
+                opt.step(thetas, G, slice(None) if everyone else active)
+            elif keep:
+                opt.step(thetas, G[keep] * scale[keep], [active[i] for i in keep])
+        share = (time.perf_counter() - ts) / max(len(keep), 1)
+        for i in keep:
+            r = active[i]
+            fit_time[r] += share
+            interval_loss[r] += float(losses[i])
+            interval_norm[r] += norms[i]
+            n_interval[r] += 1
+            if u in wanted[r]:
+                ckpts[r][u] = thetas[r].copy()
+        active = [active[i] for i in keep]
+        if active and (u % eval_every == 0 or u == updates):
+            val_loss = record(u, active)
+            for i, r in enumerate(list(active)):
+                if not np.isfinite(val_loss[i]):
+                    diverged_at[r] = u
+            active = [r for r in active if diverged_at[r] is None]
+        if not active:
             break
-        if cfg.clip > 0 and norm > cfg.clip:
-            g *= cfg.clip / norm
-        opt.step(theta, g)
-        fit_time += time.perf_counter() - ts
-        interval_loss += loss
-        interval_norm += norm
-        n_interval += 1
-        if u in checkpoints:
-            ckpts[u] = theta.copy()
-        if u % cfg.eval_every == 0 or u == cfg.updates:
-            with np.errstate(all="ignore"):
-                vl, vm = record(u)
-            interval_loss, interval_norm, n_interval = 0.0, 0.0, 0
-            if not np.isfinite(vl):
-                diverged_at = u
-                break
-        progress.update(u, loss=float(loss), tok_s=tokens_per_update * u / max(fit_time, 1e-9))
+        progress.update(u, loss=float(np.mean([interval_loss[r] for r in active])),
+                        tok_s=tokens_per_update * u * len(active) / max(sum(fit_time), 1e-9))
 
     wall = time.perf_counter() - t0
+    runs = []
+    for r, cfg in enumerate(cfgs):
+        final = final_record(cfg, task, model, ests[r], rows[r], diverged_at[r], span[r] , B,
+                             fit_time[r], wall, R)
+        runs.append(Run(final, rows[r], thetas[r].copy(), ckpts[r]))
+    n_div = sum(d is not None for d in diverged_at)
+    progress.update(updates, force=True, diverged=n_div,
+                    val_metric=float(np.nanmean([r.final["final_val_metric"] for r in runs]))
+                    if n_div < R else float("nan"))
+    return runs
+
+
+def final_record(cfg, task, model, est, rows, diverged_at, span, B, fit_time, group_wall, group_size):
+    """The final.json of one run.
+
+    In a group of R runs, ``wall_time`` is the run's share ``group_wall / R`` and
+    ``fit_time`` the sum of its shares of the updates it took part in, so that the
+    times of a study's runs add up to the time spent.
+    """
     last = rows[-1]
     val_metrics = [r["val_metric"] for r in rows]
     done = diverged_at is None
-    final = {
+    updates_done = int(last["update"]) if done else diverged_at - 1
+    return {
         "config": asdict(cfg),
         "task": cfg.task,
         "cell": model.cell,
@@ -234,29 +321,53 @@ def train(cfg: RunConfig, out_dir, quiet=False):
         "chance": task.chance,
         "diverged": not done,
         "diverged_at": diverged_at,
-        "updates_done": int(last["update"]) if done else diverged_at - 1,
+        "updates_done": updates_done,
         "final_val_loss": float(last["val_loss"]) if done else float("nan"),
         "final_val_metric": float(last["val_metric"]) if done else float("nan"),
         "final_train_eval_loss": float(last["train_eval_loss"]) if done else float("nan"),
         "best_val_metric": float(np.nanmax(val_metrics) if task.higher_is_better
                                  else np.nanmin(val_metrics)),
-        "wall_time": wall,
+        "wall_time": group_wall / group_size,
         "fit_time": fit_time,
-        "tokens_per_s": tokens_per_update * (u if done else u - 1) / max(fit_time, 1e-9),
+        "tokens_per_s": B * cfg.seq_len * updates_done / max(fit_time, 1e-9),
         "peak_backward_steps": span,
         "peak_stored_states": span * B,
         "init_val_metric": float(rows[0]["val_metric"]),
+        "group_size": group_size,
         "null_reasons": _null_reasons(task, diverged_at),
     }
-    with interrupts_deferred():  # all outputs or none
-        for u, th in ckpts.items():
-            write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
-        write_npz(out_dir / "params.npz", theta=theta)
-        write_rows_csv(out_dir / "curve.csv", rows)
-        write_json(out_dir / "final.json", final)
-    progress.update(cfg.updates if done else diverged_at, force=True,
-                    diverged=not done, val_metric=final["final_val_metric"])
-    return final
+
+
+def write_run(run: Run, out_dir):
+    """Write one run's folder atomically: checkpoints, params.npz, curve.csv, final.json."""
+    out_dir = Path(out_dir)
+    for u, th in run.checkpoints.items():
+        write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
+    write_npz(out_dir / "params.npz", theta=run.theta)
+    write_rows_csv(out_dir / "curve.csv", run.rows)
+    write_json(out_dir / "final.json", run.final)
+
+
+def train_group(cfgs, out_dirs, quiet=False):
+    """Train the runs ``cfgs`` as one group; write each into its folder; return the finals."""
+    cfgs, out_dirs = list(cfgs), [Path(d) for d in out_dirs]
+    if len(cfgs) != len(out_dirs):
+        raise ValueError(f"{len(cfgs)} runs but {len(out_dirs)} output folders")
+    if len(set(out_dirs)) != len(out_dirs):
+        raise ValueError("two runs of the group write the same output folder")
+    check_group(cfgs)
+    for d in out_dirs:
+        check_writable(d, "output folder", folder=True)
+    runs = fit(cfgs, quiet=quiet)
+    with interrupts_deferred():  # every run's files, or none
+        for run, d in zip(runs, out_dirs):
+            write_run(run, d)
+    return [run.final for run in runs]
+
+
+def train(cfg: RunConfig, out_dir, quiet=False):
+    """One run: a group of one. Writes its outputs atomically; returns the final record."""
+    return train_group([cfg], [out_dir], quiet=quiet)[0]
 
 
 def _null_reasons(task, diverged_at):
