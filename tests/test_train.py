@@ -164,3 +164,20 @@ def test_unwritable_output_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="is not a folder"):
         train_group(cfgs, [tmp_path / "ok", tmp_path / "file" / "run"], quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_train_command_trains_a_group_into_the_folders_of_its_runs(tmp_path, capsys):
+    from bptt.cli import main
+
+    shape = ["--task", "recall", "--lag", "3", "--alphabet", "4", "--hidden", "8", "--seq-len", "10",
+             "--batch-size", "4", "--updates", "10", "--eval-every", "5", "--quiet"]
+    outs = [str(tmp_path / "group" / f"seed~{s}") for s in range(3)]
+    assert main(["train", *shape, "--estimator", "regular:3", "--seed", "0", "1", "2",
+                 "--lr", "0.01", "0.02", "0.01", "--out", *outs]) == 0
+    for s in range(3):
+        assert main(["train", *shape, "--estimator", "regular:3", "--seed", str(s), "--lr",
+                     ["0.01", "0.02", "0.01"][s], "--out", str(tmp_path / "alone" / str(s))]) == 0
+        assert_same_run(tmp_path / "alone" / str(s), tmp_path / "group" / f"seed~{s}")
+    capsys.readouterr()
+    assert main(["train", *shape, "--seed", "0", "1", "--out", *outs]) == 2
+    assert "--seed has 2 values for 3 --out folders" in capsys.readouterr().err

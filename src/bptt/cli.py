@@ -57,23 +57,30 @@ def build_parser():
                        formatter_class=fmt)
     p.add_argument("--out", required=True, help="JSON file with the corpus statistics")
 
-    p = sub.add_parser("train", help="one training run (curve.csv, final.json, checkpoints)",
-                       formatter_class=fmt)
+    p = sub.add_parser(
+        "train", formatter_class=fmt,
+        help="one training run, or a group of runs trained in lockstep (curve.csv, final.json, params.npz)",
+        description="Train one run, or several runs of one task and model shape as a group in one "
+                    "process. --estimator, --lr, --clip and --seed take one value shared by every run "
+                    "or one value per --out folder; each run is bit-identical to the same run trained "
+                    "alone.")
     _task_options(p)
     _model_options(p)
-    g = p.add_argument_group("training")
-    g.add_argument("--estimator", default="full",
-                   help="full | regular:TAU | windowed:TAU | randomized:SCHEDULE:MEAN[:key=value,...]")
+    g = p.add_argument_group("training (options marked 'per run' take one value or one per --out)")
+    g.add_argument("--estimator", nargs="+", default="full",
+                   help="per run: full | regular:TAU | windowed:TAU | randomized:SCHEDULE:MEAN[:key=value,...]")
     g.add_argument("--optimizer", default="adam", help="sgd | adam")
-    g.add_argument("--lr", type=float, default=0.005, help="learning rate")
-    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping threshold (0: off)")
+    g.add_argument("--lr", nargs="+", type=float, default=0.005, help="per run: learning rate")
+    g.add_argument("--clip", nargs="+", type=float, default=1.0,
+                   help="per run: gradient-norm clipping threshold (0: off)")
     g.add_argument("--updates", type=int, default=500, help="number of parameter updates")
     g.add_argument("--eval-every", type=int, default=25, help="updates between evaluations")
     g.add_argument("--eval-sequences", type=int, default=64, help="sequences in the fixed evaluation sets")
     g.add_argument("--checkpoints", type=_int_list, default=[], help="comma list of updates to save (0: init)")
-    g.add_argument("--seed", type=int, default=0, help="seed: init, data order and estimator draws")
+    g.add_argument("--seed", nargs="+", type=int, default=0,
+                   help="per run: seed of the init, data order and estimator draws")
     g.add_argument("--dtype", default="float32", help="float32 | float64")
-    p.add_argument("--out", required=True, help="output folder of the run")
+    p.add_argument("--out", nargs="+", required=True, help="output folder of each run (one run per folder)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
     p = sub.add_parser("gradstats", help="bias, variance, MSE and cosine of estimators at fixed parameters",
@@ -123,13 +130,32 @@ def cmd_corpus(args):
     write_json(args.out, TimeMachine().describe())
 
 
-def cmd_train(args):
-    from .train import RunConfig, train
+PER_RUN = ("estimator", "lr", "clip", "seed")
 
-    cfg = _run_config(RunConfig, args, "estimator", "optimizer", "lr", "clip", "updates", "eval_every",
-                      "eval_sequences", "checkpoints", "seed", "dtype")
-    final = train(cfg, args.out, quiet=args.quiet)
-    print(json.dumps({k: final[k] for k in ("estimator", "diverged", "final_val_metric", "wall_time")}))
+
+def _per_run(args):
+    """{option: one value per --out folder} for the options that may differ between runs."""
+    n = len(args.out)
+    values = {}
+    for name in PER_RUN:
+        given = getattr(args, name)
+        given = given if isinstance(given, list) else [given]
+        if len(given) not in (1, n):
+            raise ValueError(f"--{name} has {len(given)} values for {n} --out folders; "
+                             f"give one value, or one per folder")
+        values[name] = given * n if len(given) == 1 else given
+    return values
+
+
+def cmd_train(args):
+    from .train import RunConfig, train_group
+
+    per_run = _per_run(args)
+    shared = _run_config(dict, args, "optimizer", "updates", "eval_every", "eval_sequences",
+                         "checkpoints", "dtype")
+    cfgs = [RunConfig(**shared, **{k: v[i] for k, v in per_run.items()}) for i in range(len(args.out))]
+    for final in train_group(cfgs, args.out, quiet=args.quiet):
+        print(json.dumps({k: final[k] for k in ("estimator", "diverged", "final_val_metric", "wall_time")}))
 
 
 def cmd_gradstats(args):
