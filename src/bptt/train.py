@@ -1,15 +1,23 @@
-"""Training runs in the estimator view (docs/design.md §4).
+"""Training runs in the estimator view (docs/design.md §4), trained alone or as a group.
 
 For a given seed every strategy starts from the same initialization and sees the
 same batches in the same order; only the gradient estimate differs.  Three
 independent random streams are spawned from the seed: initialization, data, and the
 estimator's own randomness.
 
-Outputs in ``out_dir``:
+``fit(cfgs)`` trains a group of runs of one task and model shape in lockstep (each
+with its own streams, learning rate, clipping, estimator and optimizer state; the
+model math of all of them in one ``group_loss_and_gradients`` call per update) and
+returns the runs; ``write_run`` writes one run's folder; ``train`` is a group of one.
+A run's numbers do not depend on the group it was trained in.
+
+Outputs in a run's folder:
   curve.csv      update, tokens, train_loss (mean over the interval), train_eval_loss,
                  val_loss, val_metric, grad_norm (mean, before clipping), wall_time
-  final.json     the run's configuration, final and best metrics, diverged flag,
-                 wall time, tokens/s and the peak backward span (stored states)
+                 (seconds since the group started)
+  final.json     the run's configuration, final and best metrics, diverged flag, its
+                 share of the group's wall and fit time, tokens/s, the group size and
+                 the peak backward span (stored states)
   params.npz     the final parameters (the last finite ones if the run diverged)
   checkpoint_<update>.npz   parameters at the requested updates
 A non-finite loss or gradient stops the run with ``diverged: true``; it is a result.

@@ -28,7 +28,10 @@ def _check_config(cfg):
 _check_config(config)
 
 RESULTS = "results"
-RUN = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}/seed~{seed}"
+# One training job trains a group: the runs of one (task, cell, T, strategy, τ), all
+# seeds, in one process (bptt.train.fit); each run still gets its own folder.
+RUN_GROUP = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}"
+RUN = f"{RUN_GROUP}/seed~{{seed}}"
 GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
 FIGURE_NAMES = [
     "segmentation",
@@ -90,6 +93,15 @@ def run_files(name):
     return [f"{RESULTS}/train/{RUN}/{name}".format(**r) for r in runs()]
 
 
+def group_run_files(name):
+    """The file ``name`` of every run of one group, its wildcards left open."""
+    return expand(
+        f"{RESULTS}/train/{RUN_GROUP}/seed~{{seed}}/{name}",
+        seed=range(config["seeds"]),
+        allow_missing=True,
+    )
+
+
 def gradstats_files():
     out = []
     for task in config["tasks"]:
@@ -128,6 +140,7 @@ def task_args(task, cell, T):
 
 
 def train_args(wildcards):
+    """Options shared by the runs of a group; ``--seed`` and ``--out`` list the runs."""
     s = task_settings(wildcards.task)
     tr = config["training"]
     return (
@@ -135,7 +148,7 @@ def train_args(wildcards):
         f"--estimator {estimator_spec(wildcards.strategy, wildcards.tau)} "
         f"--optimizer {s['optimizer']} --lr {s['lr']} --clip {s['clip']} "
         f"--updates {s['updates']} --eval-every {tr['eval_every']} "
-        f"--eval-sequences {tr['eval_sequences']} --dtype {tr['dtype']} --seed {wildcards.seed}"
+        f"--eval-sequences {tr['eval_sequences']} --dtype {tr['dtype']}"
     )
 
 
@@ -182,4 +195,5 @@ def gradstats_checkpoint_arg(wildcards, input):
 
 def train_mem_mb(wildcards):
     s = task_settings(wildcards.task)
-    return 500 + int(s["hidden"]) * int(s["batch_size"]) * int(wildcards.T) // 64
+    per_run = int(s["hidden"]) * int(s["batch_size"]) * int(wildcards.T) // 64
+    return 500 + config["seeds"] * per_run

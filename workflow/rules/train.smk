@@ -2,17 +2,16 @@ rule train:
     input:
         corpus="results/corpus/timemachine.json",
     output:
-        final=f"{RESULTS}/train/{RUN}/final.json",
-        curve=f"{RESULTS}/train/{RUN}/curve.csv",
-        params=f"{RESULTS}/train/{RUN}/params.npz",
+        final=group_run_files("final.json"),
+        curve=group_run_files("curve.csv"),
+        params=group_run_files("params.npz"),
     log:
-        f"{RESULTS}/logs/train/{RUN}.log",
+        f"{RESULTS}/logs/train/{RUN_GROUP}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{RUN}.tsv"
+        f"{RESULTS}/benchmarks/train/{RUN_GROUP}.tsv"
     wildcard_constraints:
         T=r"\d+",
         tau=r"\d+",
-        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: 1
@@ -21,6 +20,8 @@ rule train:
         runtime=30,
     params:
         args=train_args,
-        outdir=lambda wildcards, output: os.path.dirname(output.final),
+        seeds=list(range(config["seeds"])),
+        outdirs=lambda wildcards, output: [os.path.dirname(f) for f in output.final],
     shell:
-        "python -m bptt train {params.args} --out {params.outdir} > {log} 2>&1"
+        "python -m bptt train {params.args} --seed {params.seeds} "
+        "--out {params.outdirs} > {log} 2>&1"
