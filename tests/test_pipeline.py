@@ -52,9 +52,10 @@ def test_default_study_plans_the_full_grid(tmp_path):
     """The default study trains every task, tanh and GRU, ≥ 3 T and τ, every schedule, ≥ 5 seeds."""
     out = snakemake(workdir(tmp_path), "-n", "--forceall")
     assert out.returncode == 0, out.stderr[-3000:]
-    jobs = [dict(kv.split("=") for kv in line.split(": ", 1)[1].split(", "))
-            for line in out.stdout.splitlines() if line.strip().startswith("wildcards: task=")
-            and "seed=" in line]
+    # a training job writes the folders of a group of runs: read the runs from its outputs
+    keys = ("task", "cell", "T", "strategy", "tau", "seed")
+    jobs = [dict(zip(keys, m)) for m in re.findall(
+        r"task~([^/]+)/cell~([^/]+)/T~(\d+)/strategy~([^/]+)/tau~(\d+)/seed~(\d+)/final\.json", out.stdout)]
     values = {key: {job[key] for job in jobs} for key in ("task", "cell", "T", "strategy", "tau", "seed")}
     assert values["task"] == {"timemachine", "recall", "influence"}
     assert {"tanh", "gru"} <= values["cell"]
