@@ -2,7 +2,7 @@
 # Run: snakemake --cores all   (config/config.yaml; report in report/report.html)
 from snakemake.utils import min_version
 
-min_version("8.0")
+min_version("9.17")  # priority: a function of the wildcards
 
 
 # config/config.yaml is the default study; a --configfile replaces it instead of being

@@ -10,6 +10,7 @@ rule gradstats:
     wildcard_constraints:
         T=r"\d+",
         checkpoint="init|final",
+    priority: 2 * FIRST
     conda:
         "../../environment.yml"
     threads: 1

@@ -12,6 +12,7 @@ rule train:
     wildcard_constraints:
         T=r"\d+",
         tau=r"\d+",
+    priority: train_priority
     conda:
         "../../environment.yml"
     threads: 1
