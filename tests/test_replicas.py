@@ -74,6 +74,21 @@ def test_group_of_mixed_estimators(cell):
     assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(specs, T, seed=3))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "tanh"])
+def test_replicas_done_in_chunks_equal_runs_alone(cell, monkeypatch):
+    """Outside the time loop replicas are processed a few at a time (cache-sized chunks)."""
+    from bptt import cells
+
+    monkeypatch.setattr(cells, "CHUNK_BYTES", 1)  # one replica per chunk
+    specs = ["full", "windowed:3", "regular:2", "randomized:power:3", "full"]
+    model, thetas, X, Y, mask = group_problem(cell, len(specs), seed=2)
+    thetas[3] = np.nan
+    assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(specs, 9))
+    assert len(cells.replica_chunks(len(specs), 10)) == len(specs)
+    monkeypatch.setattr(cells, "CHUNK_BYTES", 25)
+    assert [(c.start, c.stop) for c in cells.replica_chunks(5, 10)] == [(0, 2), (2, 4), (4, 5)]
+
+
 def test_group_of_one():
     model, thetas, X, Y, mask = group_problem("gru", 1)
     assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(["windowed:2"], 9))

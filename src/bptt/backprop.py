@@ -53,6 +53,7 @@ def group_backward(model, params, fwd, seed, multipliers, inject=None, reduce=Fa
     dt = record.states.dtype
     K = np.shape(multipliers)[1]
     m = _per_step(multipliers, R, K, B, T, "multipliers", dt)
+    kept = (m == 1).reshape(T, -1).all(axis=1)  # steps whose edges all have m = 1: no scaling
     a = None if inject is None else _per_step(inject, R, K, B, T, "inject", dt)
     ctx = cell.prepare_backward(params, record, B * K)
     widths = cell.grad_widths(model.hidden_size)
@@ -75,7 +76,7 @@ def group_backward(model, params, fwd, seed, multipliers, inject=None, reduce=Fa
         if reduce:
             for s, tmp in zip(stores, temps):
                 rows(tmp, K).sum(axis=2, out=s[:, t])
-        if t:
+        if t and not kept[t]:
             c4 *= m[t]
     return cell.param_grads(params, fwd.X, record, stores, Kout)
 
