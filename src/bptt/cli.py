@@ -80,6 +80,17 @@ def build_parser():
     g.add_argument("--seed", nargs="+", type=int, default=0,
                    help="per run: seed of the init, data order and estimator draws")
     g.add_argument("--dtype", default="float32", help="float32 | float64")
+    g.add_argument("--init", default="default",
+                   help="default (the cell's own) | normal (d2l: weights N(0, init_scale^2), zero biases)")
+    g.add_argument("--init-scale", type=float, default=0.01, help="standard deviation of --init normal")
+    g.add_argument("--cut-pattern", default="per_sequence",
+                   help="per_sequence (every sequence draws its own randomized cuts) | per_batch")
+    g.add_argument("--patience", type=int, default=0,
+                   help="stop after this many evaluations without a better validation metric (0: never)")
+    g.add_argument("--converge-window", type=float, default=0.2,
+                   help="converged: the best validation metric improved by less than --converge-tol ...")
+    g.add_argument("--converge-tol", type=float, default=0.01,
+                   help="... (relative) over this last fraction of the updates run")
     p.add_argument("--out", nargs="+", required=True, help="output folder of each run (one run per folder)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -152,10 +163,12 @@ def cmd_train(args):
 
     per_run = _per_run(args)
     shared = _run_config(dict, args, "optimizer", "updates", "eval_every", "eval_sequences",
-                         "checkpoints", "dtype")
+                         "checkpoints", "dtype", "init", "init_scale", "cut_pattern", "patience",
+                         "converge_window", "converge_tol")
     cfgs = [RunConfig(**shared, **{k: v[i] for k, v in per_run.items()}) for i in range(len(args.out))]
     for final in train_group(cfgs, args.out, quiet=args.quiet):
-        print(json.dumps({k: final[k] for k in ("estimator", "diverged", "final_val_metric", "wall_time")}))
+        print(json.dumps({k: final[k] for k in ("estimator", "diverged", "best_val_metric", "test_metric", "converged",
+                                          "wall_time")}))
 
 
 def cmd_gradstats(args):

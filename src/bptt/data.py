@@ -106,6 +106,9 @@ class Task:
     # a task with its own dynamics or data fixes these; None: the run's choice
     cell = None
     batch_size = None
+    # True: the evaluation sets are samples whose size n the run chooses
+    # (training.eval_sequences); False: eval_set(T, None, split) is the whole split
+    sampled_eval_sets = False
 
     def make_model(self, cell, hidden):
         return Model(cell, self.input_size, hidden, self.output_size, loss=self.loss)
@@ -121,6 +124,10 @@ class Task:
     def windows_per_epoch(self, T):
         """Training sequences in one pass over the data; None for an endless stream."""
         return None
+
+    def describe_params(self, theta, T):
+        """Task-specific facts about trained parameters (flat ``theta``) for final.json."""
+        return {}
 
     def describe(self):
         return {"task": self.name}
@@ -223,6 +230,7 @@ class Recall(Task):
     name = "recall"
     metric_name = "accuracy"
     higher_is_better = True
+    sampled_eval_sets = True
 
     # the fixed evaluation sets: one seed per split, none shared with training streams
     EVAL_SEED_OFFSET = {"val": 0, "test": 1, "train": 2}
@@ -296,6 +304,25 @@ class Influence(Task):
         """The one sequence, whatever the split (``n`` is meaningless here)."""
         check_split(split)
         return self.batch(None, 1, T)
+
+    def optimum(self, T):
+        """θ* minimizing the loss of the length-T sequence (closed form).
+
+        The readout s¹_t = a_t + θ b_t is affine in θ, so the squared error is a parabola:
+        ``θ* = Σ b (y − a) / Σ b²`` with a, b from two forward passes in float64.
+        """
+        model = self.make_model(None, None)
+        X, Y, mask = self.batch(None, 1, T)
+        a, one = (model.forward({"theta": np.array([th])}, X).outputs[..., 0] for th in (0.0, 1.0))
+        b = one - a
+        return float(np.sum(mask * b * (Y[..., 0] - a)) / np.sum(mask * b * b))
+
+    def describe_params(self, theta, T):
+        """θ of the trained run beside the θ* of its sequence length."""
+        star = self.optimum(T)
+        if theta is None:
+            return {"theta": float("nan"), "theta_star": star}
+        return {"theta": float(theta[0]), "theta_star": star}
 
     def describe(self):
         return {"task": self.name, "units": self.units, "positive": self.positive}

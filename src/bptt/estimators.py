@@ -31,14 +31,6 @@ class Estimator:
         """
         raise NotImplementedError
 
-    def span(self, m):
-        """Longest stretch of steps one backward pass of plan ``m`` (K', T) must keep."""
-        best = 0
-        for row in m:
-            starts = np.flatnonzero(np.r_[True, row[1:] == 0])
-            best = max(best, int(np.max(np.diff(np.r_[starts, len(row)]))))
-        return best
-
     @property
     def label(self):
         return self.kind
@@ -95,10 +87,6 @@ class Windowed(Estimator):
     @property
     def label(self):
         return f"windowed({self.tau})"
-
-    def span(self, m):
-        # its slots overlap: each keeps τ steps, although its multipliers never cut
-        return min(self.tau, m.shape[1])
 
     def plan(self, T, K, rng, B=None):
         slots = min(self.tau, T)

@@ -11,14 +11,28 @@ model math of all of them in one ``group_loss_and_gradients`` call per update) a
 returns the runs; ``write_run`` writes one run's folder; ``train`` is a group of one.
 A run's numbers do not depend on the group it was trained in.
 
+Training to convergence: minibatches come from the task's epoch-style stream
+(``task.batches``); every ``eval_every`` updates the run is evaluated on the whole
+validation split and the best checkpoint (best validation metric) is kept; with
+``patience`` > 0 a run stops after that many evaluations without improvement, else
+it uses its whole budget of ``updates``.  The run's result is its best checkpoint,
+scored once on the test split.  ``converged`` says whether the run had stopped
+improving: stopped by patience, or a relative improvement of its best validation
+metric below ``converge_tol`` over the last ``converge_window`` of the updates it
+ran.  Randomized cuts are drawn per sequence (``cut_pattern``) and the realised costs
+of every update's plan are recorded (``costs.plan_costs``), as is the fraction of
+updates that clipping rescaled.
+
 Outputs in a run's folder:
   curve.csv      update, tokens, train_loss (mean over the interval), train_eval_loss,
                  val_loss, val_metric, grad_norm (mean, before clipping), wall_time
                  (seconds since the group started)
-  final.json     the run's configuration, final and best metrics, diverged flag, its
-                 share of the group's wall and fit time, tokens/s, the group size and
-                 the peak backward span (stored states)
-  params.npz     the final parameters (the last finite ones if the run diverged)
+  final.json     the run's configuration; final (last evaluation), best (checkpoint)
+                 and test metrics; stop reason, converged flag, clip fraction, realised
+                 costs; diverged flag, its share of the group's wall and fit time,
+                 tokens/s and the group size
+  params.npz     the best checkpoint (the run's result; for a diverged run the best
+                 before it diverged)
   checkpoint_<update>.npz   parameters at the requested updates
 A non-finite loss or gradient stops the run with ``diverged: true``; it is a result.
 """
@@ -32,11 +46,14 @@ from pathlib import Path
 import numpy as np
 
 from . import estimators as E
+from .costs import CostTally, plan_costs
 from .data import make_task
+from .initialization import check_init, initialize
 from .io import check_writable, interrupts_deferred, write_json, write_npz, write_rows_csv
 from .progress import Progress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+CUT_PATTERNS = ("per_sequence", "per_batch")
 
 
 @dataclass
@@ -62,6 +79,12 @@ class RunConfig:
     checkpoints: list = field(default_factory=list)
     seed: int = 0
     dtype: str = "float32"
+    init: str = "default"  # default | normal (d2l: N(0, init_scale²) weights, zero biases)
+    init_scale: float = 0.01
+    cut_pattern: str = "per_sequence"  # per_sequence | per_batch: who shares randomized cuts
+    patience: int = 0  # evaluations without improvement before stopping (0: never stop early)
+    converge_window: float = 0.2  # last fraction of the updates run that must not improve ...
+    converge_tol: float = 0.01  # ... by this relative amount for the run to count as converged
 
     def validate(self):
         if self.optimizer not in OPTIMIZERS:
@@ -77,6 +100,15 @@ class RunConfig:
             raise ValueError(f"clip must be >= 0 (0 disables clipping), got {self.clip}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_init(self.init, self.init_scale)
+        if self.cut_pattern not in CUT_PATTERNS:
+            raise ValueError(f"unknown cut_pattern {self.cut_pattern!r}; valid: {', '.join(CUT_PATTERNS)}")
+        if int(self.patience) != self.patience or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience}")
+        if not 0 < self.converge_window <= 1:
+            raise ValueError(f"converge_window must lie in (0, 1], got {self.converge_window}")
+        if not self.converge_tol >= 0:
+            raise ValueError(f"converge_tol must be >= 0, got {self.converge_tol}")
         bad = [c for c in self.checkpoints if not 0 <= int(c) <= self.updates]
         if bad:
             raise ValueError(f"checkpoints {bad} outside 0..updates={self.updates}")
@@ -137,8 +169,39 @@ def seed_streams(seed):
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
 
 
-def init_params(model, seed, dtype):
-    return model.init(seed_streams(seed)[0], DTYPES[dtype] if isinstance(dtype, str) else dtype)
+def init_params(model, seed, dtype, init="default", init_scale=0.01):
+    dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    return initialize(model, seed_streams(seed)[0], dtype, init, init_scale)
+
+
+def eval_sets(task, T, n):
+    """{split: (X, Y, mask)}: whole splits, or n sampled sequences where the task samples."""
+    n = n if task.sampled_eval_sets else None
+    return {split: task.eval_set(T, n, split) for split in ("train", "val", "test")}
+
+
+def improvement(before, after, higher_is_better):
+    """Relative improvement from ``before`` to ``after`` (positive: better)."""
+    gain = (after - before) if higher_is_better else (before - after)
+    return gain / max(abs(before), 1e-12)
+
+
+def convergence(rows, higher_is_better, window, tol, stop_reason):
+    """(converged, relative improvement of the best validation metric over the window).
+
+    The window is the last ``window`` fraction of the updates the run did; a run stopped
+    by patience has stopped improving by construction, a diverged one has not converged.
+    """
+    updates = np.array([r["update"] for r in rows], dtype=float)
+    metric = np.array([r["val_metric"] for r in rows], dtype=float)
+    pick = np.fmax.accumulate if higher_is_better else np.fmin.accumulate
+    best = pick(np.where(np.isfinite(metric), metric, np.nan))
+    start = updates[-1] * (1 - window)
+    before = best[updates <= start][-1] if (updates <= start).any() else best[0]
+    late = float(improvement(before, best[-1], higher_is_better))
+    if stop_reason == "diverged" or not np.isfinite(late):
+        return False, late
+    return stop_reason == "patience" or late < tol, late
 
 
 # -- a group of runs trained in lockstep --------------------------------------------
@@ -182,11 +245,11 @@ def fit(cfgs, quiet=False):
     """Train a group of runs in lockstep; return one ``Run`` per configuration.
 
     Every run keeps its own three seed streams (init, data, estimator), optimizer
-    state, clipping, evaluations and checkpoints, exactly as if trained alone; the
-    model math of all runs still training goes through one call of
+    state, clipping, evaluations, best checkpoint and checkpoints, exactly as if
+    trained alone; the model math of all runs still training goes through one call of
     ``group_loss_and_gradients`` per update (and ``group_evaluate`` per evaluation).
     A run whose loss or gradient turns non-finite is frozen at its last finite
-    parameters and recorded as diverged; the others go on.
+    parameters and recorded as diverged; a run out of patience stops; the others go on.
     """
     cfgs = check_group(cfgs)
     first = cfgs[0]
@@ -194,23 +257,30 @@ def fit(cfgs, quiet=False):
     task, model, _ = first.build()
     ests = [E.parse_estimator(c.estimator) for c in cfgs]
     streams = [seed_streams(c.seed) for c in cfgs]
-    data_rngs = [s[1] for s in streams]
     est_rngs = [s[2] for s in streams]
     dtype = DTYPES[first.dtype]
-    thetas = np.stack([model.flatten(model.init(s[0], dtype)) for s in streams])
+    thetas = np.stack([model.flatten(initialize(model, s[0], dtype, c.init, c.init_scale))
+                       for s, c in zip(streams, cfgs)])
     opt = OPTIMIZERS[first.optimizer]([c.lr for c in cfgs], thetas.shape, dtype)
     clips = [c.clip for c in cfgs]
     T, updates, eval_every = first.seq_len, first.updates, first.eval_every
-    val_set = task.eval_set(T, first.eval_sequences, "val")
-    train_set = task.eval_set(T, first.eval_sequences, "train")
+    sets = eval_sets(task, T, first.eval_sequences)
+    val_set, train_set = sets["val"], sets["train"]
     wanted = [{int(c) for c in cfg.checkpoints} for cfg in cfgs]
     B = task.batch_size or first.batch_size
-    tokens_per_update = B * T
+    data = [task.batches(s[1], B, T) for s in streams]
+    per_sequence = [c.cut_pattern == "per_sequence" for c in cfgs]
+    better = np.greater if task.higher_is_better else np.less
 
     rows = [[] for _ in range(R)]
     ckpts = [{} for _ in range(R)]
     diverged_at = [None] * R
-    span = [0] * R
+    stopped_at = [None] * R  # out of patience
+    best = [None] * R  # (update, val metric, theta) of the best evaluation
+    waited = [0] * R  # evaluations since the best one
+    tallies = [CostTally() for _ in range(R)]
+    clipped = [0] * R
+    tokens = [0] * R
     fit_time = [0.0] * R
     interval_loss, interval_norm, n_interval = [0.0] * R, [0.0] * R, [0] * R
     label = f"train {first.task} {model.cell} " + (
@@ -219,7 +289,8 @@ def fit(cfgs, quiet=False):
     t0 = time.perf_counter()
 
     def record(update, active):
-        """Evaluate the runs ``active``; append their curve rows; return their val losses."""
+        """Evaluate the runs ``active``; append their curve rows; keep the best checkpoints;
+        return their val losses."""
         sub = thetas if len(active) == R else thetas[active]
         with np.errstate(all="ignore"):
             val_loss, val_out = E.group_evaluate(model, sub, *val_set)
@@ -228,18 +299,29 @@ def fit(cfgs, quiet=False):
         for i, r in enumerate(active):
             n = n_interval[r]
             vl, tl = float(val_loss[i]), float(train_loss[i])
+            vm = task.metric(vl, val_out[i], val_set[1], val_set[2])
             rows[r].append({
                 "update": update,
-                "tokens": update * tokens_per_update,
+                "tokens": tokens[r],
                 "train_loss": interval_loss[r] / n if n else np.nan,
                 "train_eval_loss": tl,
                 "val_loss": vl,
-                "val_metric": task.metric(vl, val_out[i], val_set[1], val_set[2]),
+                "val_metric": vm,
                 "grad_norm": interval_norm[r] / n if n else np.nan,
                 "wall_time": now,
             })
             interval_loss[r], interval_norm[r], n_interval[r] = 0.0, 0.0, 0
+            if np.isfinite(vl) and (best[r] is None or better(vm, best[r][1])):
+                best[r] = (update, vm, thetas[r].copy())
+                waited[r] = 0
+            else:
+                waited[r] += 1
         return val_loss
+
+    def plan_and_costs(r, Bu):
+        plan = ests[r].plan(T, 1, est_rngs[r], B=Bu if per_sequence[r] else None)
+        tallies[r].add(plan_costs(plan, Bu))
+        return plan
 
     for r in range(R):
         if 0 in wanted[r]:
@@ -247,11 +329,12 @@ def fit(cfgs, quiet=False):
     active = list(range(R))
     record(0, active)
     for u in range(1, updates + 1):
-        batches = [task.batch(data_rngs[r], B, T) for r in active]
+        batches = [next(data[r]) for r in active]
         X, Y, mask = (np.stack(parts) for parts in zip(*batches))
+        Bu = X.shape[2]  # the last minibatch of an epoch may be smaller
         ts = time.perf_counter()
         everyone = len(active) == R
-        plans = [ests[r].plan(T, 1, est_rngs[r]) for r in active]
+        plans = [plan_and_costs(r, Bu) for r in active]
         with np.errstate(all="ignore"):
             losses, G = E.group_loss_and_gradients(
                 model, thetas if everyone else thetas[active], X, Y, mask, plans)
@@ -259,13 +342,13 @@ def fit(cfgs, quiet=False):
         scale = np.ones((len(active), 1), dtype=dtype)
         keep = []
         for i, r in enumerate(active):
-            span[r] = max(span[r], ests[r].span(plans[i][0]))
             if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
                 diverged_at[r] = u
                 continue
             keep.append(i)
             if clips[r] > 0 and norms[i] > clips[r]:
                 scale[i] = clips[r] / norms[i]
+                clipped[r] += 1
         with np.errstate(over="ignore", invalid="ignore"):  # a huge step is data, too
             if len(keep) == len(active):
                 G *= scale
@@ -276,6 +359,7 @@ def fit(cfgs, quiet=False):
         for i in keep:
             r = active[i]
             fit_time[r] += share
+            tokens[r] += Bu * T
             interval_loss[r] += float(losses[i])
             interval_norm[r] += norms[i]
             n_interval[r] += 1
@@ -287,26 +371,35 @@ def fit(cfgs, quiet=False):
             for i, r in enumerate(list(active)):
                 if not np.isfinite(val_loss[i]):
                     diverged_at[r] = u
-            active = [r for r in active if diverged_at[r] is None]
+                elif cfgs[r].patience and waited[r] >= cfgs[r].patience and u < updates:
+                    stopped_at[r] = u
+            active = [r for r in active if diverged_at[r] is None and stopped_at[r] is None]
         if not active:
             break
         progress.update(u, loss=float(np.mean([interval_loss[r] for r in active])),
-                        tok_s=tokens_per_update * u * len(active) / max(sum(fit_time), 1e-9))
+                        tok_s=sum(tokens) / max(sum(fit_time), 1e-9))
 
+    # every run's result is its best checkpoint, scored once on the test split
+    best_thetas = np.stack([b[2] if b is not None else thetas[r] for r, b in enumerate(best)])
+    test_set = sets["test"]
+    with np.errstate(all="ignore"):
+        test_loss, test_out = E.group_evaluate(model, best_thetas, *test_set)
     wall = time.perf_counter() - t0
     runs = []
     for r, cfg in enumerate(cfgs):
-        final = final_record(cfg, task, model, ests[r], rows[r], diverged_at[r], span[r] , B,
-                             fit_time[r], wall, R)
-        runs.append(Run(final, rows[r], thetas[r].copy(), ckpts[r]))
+        test = {"test_loss": float(test_loss[r]),
+                "test_metric": float(task.metric(test_loss[r], test_out[r], test_set[1], test_set[2]))}
+        final = final_record(cfg, task, model, ests[r], rows[r], diverged_at[r], stopped_at[r],
+                             best[r], test, tallies[r], clipped[r], tokens[r], fit_time[r], wall, R)
+        runs.append(Run(final, rows[r], best_thetas[r].copy(), ckpts[r]))
     n_div = sum(d is not None for d in diverged_at)
     progress.update(updates, force=True, diverged=n_div,
-                    val_metric=float(np.nanmean([r.final["final_val_metric"] for r in runs]))
-                    if n_div < R else float("nan"))
+                    test_metric=float(np.nanmean([r.final["test_metric"] for r in runs])))
     return runs
 
 
-def final_record(cfg, task, model, est, rows, diverged_at, span, B, fit_time, group_wall, group_size):
+def final_record(cfg, task, model, est, rows, diverged_at, stopped_at, best, test, tally, clipped,
+                 tokens, fit_time, group_wall, group_size):
     """The final.json of one run.
 
     In a group of R runs, ``wall_time`` is the run's share ``group_wall / R`` and
@@ -314,9 +407,15 @@ def final_record(cfg, task, model, est, rows, diverged_at, span, B, fit_time, gr
     times of a study's runs add up to the time spent.
     """
     last = rows[-1]
-    val_metrics = [r["val_metric"] for r in rows]
     done = diverged_at is None
-    updates_done = int(last["update"]) if done else diverged_at - 1
+    updates_done = diverged_at - 1 if not done else int(last["update"])
+    stop_reason = "diverged" if not done else ("patience" if stopped_at is not None else "budget")
+    converged, late = convergence(rows, task.higher_is_better, cfg.converge_window, cfg.converge_tol,
+                                  stop_reason)
+    best_update, best_metric, best_theta = best if best is not None else (None, float("nan"), None)
+    best_row = next((r for r in rows if r["update"] == best_update), None)
+    costs = tally.summary()
+    B = task.batch_size or cfg.batch_size
     return {
         "config": asdict(cfg),
         "task": cfg.task,
@@ -329,17 +428,31 @@ def final_record(cfg, task, model, est, rows, diverged_at, span, B, fit_time, gr
         "chance": task.chance,
         "diverged": not done,
         "diverged_at": diverged_at,
+        "stop_reason": stop_reason,
+        "stopped_at": stopped_at,
         "updates_done": updates_done,
+        "epochs_done": (tokens / cfg.seq_len / task.windows_per_epoch(cfg.seq_len)
+                        if task.windows_per_epoch(cfg.seq_len) else None),
+        "converged": bool(converged),
+        "late_improvement": late,
         "final_val_loss": float(last["val_loss"]) if done else float("nan"),
         "final_val_metric": float(last["val_metric"]) if done else float("nan"),
         "final_train_eval_loss": float(last["train_eval_loss"]) if done else float("nan"),
-        "best_val_metric": float(np.nanmax(val_metrics) if task.higher_is_better
-                                 else np.nanmin(val_metrics)),
+        "best_update": best_update,
+        "best_val_metric": float(best_metric),
+        "best_val_loss": float(best_row["val_loss"]) if best_row else float("nan"),
+        "best_train_eval_loss": float(best_row["train_eval_loss"]) if best_row else float("nan"),
+        **test,
+        "clip_fraction": clipped / max(updates_done, 1),
+        **costs,
+        **task.describe_params(best_theta, cfg.seq_len),
         "wall_time": group_wall / group_size,
         "fit_time": fit_time,
-        "tokens_per_s": B * cfg.seq_len * updates_done / max(fit_time, 1e-9),
-        "peak_backward_steps": span,
-        "peak_stored_states": span * B,
+        "tokens_per_s": tokens / max(fit_time, 1e-9),
+        # kept for the tables: the longest segment and the peak store over the run
+        "peak_backward_steps": costs["max_longest_segment"],
+        "peak_stored_states": costs["max_peak_stored_steps"],
+        "batch_size": B,
         "init_val_metric": float(rows[0]["val_metric"]),
         "group_size": group_size,
         "null_reasons": _null_reasons(task, diverged_at),
