@@ -7,6 +7,12 @@ computed once and repeated.
 
     >>> est = parse_estimator("randomized:power:8")
     >>> loss, G = sample(model, params, batch, est, K=64, rng=rng)   # G: (64, n_params)
+
+An estimator also owns its identity (``identity()``): the ``spec`` that
+``parse_estimator`` reads back, the ``strategy`` that names its runs and table rows
+(``full``, ``regular``, ``windowed``, ``randomized-<schedule>``), ``tau`` (the truncation
+length or the schedule's mean segment length; 0 for full), and the schedule's name and
+parameters.  Training writes it into ``final.json``; nothing downstream parses a label.
 """
 
 from __future__ import annotations
@@ -18,9 +24,29 @@ from .backprop import backward
 from .schedules import SCHEDULES, make_schedule
 
 
+def strategy_name(kind, schedule=""):
+    """The name of a strategy: the estimator kind, with the schedule for randomized."""
+    return f"{kind}-{schedule}" if schedule else kind
+
+
+def format_spec(kind, tau=None, schedule="", **params):
+    """The spec ``parse_estimator`` reads: ``regular:8``, ``randomized:power:8:alpha=1.5``."""
+    if kind == "full":
+        return "full"
+    head = f"{kind}:{schedule}:{_text(tau)}" if schedule else f"{kind}:{_text(tau)}"
+    extra = ",".join(f"{k}={_text(v)}" for k, v in params.items())
+    return f"{head}:{extra}" if extra else head
+
+
+def _text(value):
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class Estimator:
     kind = "base"
     deterministic = True
+    tau = 0  # truncation length or mean segment length; 0: no truncation
 
     def plan(self, T, K, rng, B=None):
         """Return ``(multipliers (K', T) or (K', B, T), inject (K', T) | None, reduce)``.
@@ -34,6 +60,28 @@ class Estimator:
     @property
     def label(self):
         return self.kind
+
+    @property
+    def schedule_name(self):
+        return ""
+
+    @property
+    def schedule_params(self):
+        return {}
+
+    @property
+    def strategy(self):
+        return strategy_name(self.kind, self.schedule_name)
+
+    @property
+    def spec(self):
+        return format_spec(self.kind, self.tau, self.schedule_name, **self.schedule_params)
+
+    def identity(self):
+        """The fields that name this estimator in final.json and in every table."""
+        return {"estimator": self.label, "spec": self.spec, "kind": self.kind,
+                "strategy": self.strategy, "tau": self.tau, "schedule": self.schedule_name,
+                "schedule_params": self.schedule_params}
 
     def __repr__(self):
         return self.label
@@ -111,8 +159,21 @@ class Randomized(Estimator):
         self.schedule = schedule
 
     @property
+    def tau(self):
+        mean = self.schedule.mean
+        return int(mean) if float(mean).is_integer() else mean
+
+    @property
+    def schedule_name(self):
+        return self.schedule.name
+
+    @property
+    def schedule_params(self):
+        return self.schedule.params()
+
+    @property
     def label(self):
-        return f"randomized-{self.schedule.name}({self.schedule.mean:g})"
+        return f"{self.strategy}({self.schedule.mean:g})"
 
     def plan(self, T, K, rng, B=None):
         """K cut patterns shared by the batch (B None), or K·B, one per sequence (K, B, T)."""

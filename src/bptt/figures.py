@@ -16,11 +16,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .data import VOCAB, load_timemachine  # noqa: E402
+from .estimators import make_estimator, strategy_name  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .schedules import SCHEDULES, make_schedule  # noqa: E402
+from .schedules import SCHEDULES  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
-FAMILY_ORDER = ["full", "regular", "windowed"] + [f"randomized-{s}" for s in SCHEDULES]
+FAMILY_ORDER = [strategy_name(k) for k in ("full", "regular", "windowed")] + [
+    strategy_name("randomized", s) for s in SCHEDULES]
 
 
 def _palette(names):
@@ -52,11 +54,11 @@ def segmentation(t):
     text = "".join(VOCAB[i] for i in load_timemachine()[:80])
     T = len(text)
     rows = [("full", np.r_[True, np.zeros(T - 1, bool)]),
-            (f"regular({tau})", (np.arange(T) % tau) == 0)]
+            (make_estimator("regular", tau).label, (np.arange(T) % tau) == 0)]
     rng = np.random.default_rng(0)
     for name in SCHEDULES:
-        sch = make_schedule(name, tau)
-        rows.append((f"randomized-{name}({tau})", sch.sample_cuts(T, rng)))
+        est = make_estimator("randomized", tau, name)
+        rows.append((est.label, est.schedule.sample_cuts(T, rng)))
     fig, ax = plt.subplots(figsize=(12, 0.55 * len(rows) + 0.8))
     colors = sns.color_palette("pastel", 2)
     for i, (label, cuts) in enumerate(rows):

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from . import estimators as E
-from .tables import strategy_of
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -106,10 +105,10 @@ def sgd_noise(g_list):
 
 
 def describe(est):
-    """Key columns of an estimator's row; ``strategy`` and ``tau`` as in the run tables."""
-    strategy, tau, schedule = strategy_of(est)
-    return {"estimator": est.label, "kind": est.kind, "strategy": strategy, "schedule": schedule,
-            "tau": tau}
+    """Key columns of an estimator's row: its identity, as in the run tables."""
+    identity = est.identity()
+    del identity["schedule_params"]  # in the spec; a dict has no CSV cell
+    return identity
 
 
 def estimator_rng(seed, estimator):

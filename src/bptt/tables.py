@@ -2,8 +2,10 @@
 
 Every table is long-form: one row per observation, keys as columns
 (task, cell, T, strategy, tau, seed, ...), so that pandas and seaborn group freely.
-``strategy`` is ``full``, ``regular``, ``windowed`` or ``randomized-<schedule>``;
-``tau`` is the truncation length or the schedule's mean segment length (0 for full).
+The estimator's columns (``spec``, ``kind``, ``strategy``, ``tau``, ``schedule``) are
+its identity as training and gradstats wrote it (``Estimator.identity``): ``strategy``
+is ``full``, ``regular``, ``windowed`` or ``randomized-<schedule>``; ``tau`` is the
+truncation length or the schedule's mean segment length (0 for full).
 """
 
 from __future__ import annotations
@@ -13,18 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .estimators import parse_estimator
 from .io import read_json
-
-
-def strategy_of(spec):
-    """(strategy, tau, schedule) of an estimator spec or label-producing estimator."""
-    est = parse_estimator(spec) if isinstance(spec, str) else spec
-    if est.kind == "full":
-        return "full", 0, ""
-    if est.kind == "randomized":
-        return f"randomized-{est.schedule.name}", est.schedule.mean, est.schedule.name
-    return est.kind, est.tau, ""
 
 
 def load_runs(final_paths):
@@ -34,12 +25,13 @@ def load_runs(final_paths):
         path = Path(path)
         final = read_json(path)  # nulls (diverged runs) back to NaN
         cfg = final["config"]
-        strategy, tau, schedule = strategy_of(cfg["estimator"])
-        key = {"task": cfg["task"], "cell": final["cell"], "T": cfg["seq_len"], "strategy": strategy,
-               "tau": tau, "seed": cfg["seed"]}
+        key = {"task": cfg["task"], "cell": final["cell"], "T": cfg["seq_len"],
+               "strategy": final["strategy"], "tau": final["tau"], "seed": cfg["seed"]}
         runs.append({
             **key,
-            "schedule": schedule,
+            "schedule": final["schedule"],
+            "kind": final["kind"],
+            "spec": final["spec"],
             "estimator": final["estimator"],
             "metric_name": final["metric_name"],
             "higher_is_better": final["higher_is_better"],

@@ -420,8 +420,7 @@ def final_record(cfg, task, model, est, rows, diverged_at, stopped_at, best, tes
         "config": asdict(cfg),
         "task": cfg.task,
         "cell": model.cell,
-        "estimator": est.label,
-        "estimator_kind": est.kind,
+        **est.identity(),  # estimator, spec, kind, strategy, tau, schedule, schedule_params
         "n_params": model.n_params,
         "metric_name": task.metric_name,
         "higher_is_better": task.higher_is_better,

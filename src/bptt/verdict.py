@@ -54,13 +54,13 @@ def verdict_table(runs, curves, seed=0, n_boot=2000):
     runs = scored_metric(runs, curves)
     rows = []
     regular = runs[runs["strategy"] == "regular"]
-    randomized = runs[runs["strategy"].str.startswith("randomized-")]
+    randomized = runs[runs["kind"] == "randomized"]
     for (task, cell, T, tau), reg in regular.groupby(["task", "cell", "T", "tau"]):
         reg = reg.set_index("seed")
         sign = 1.0 if bool(reg["higher_is_better"].iloc[0]) else -1.0
         here = randomized[(randomized.task == task) & (randomized.cell == cell)
                           & (randomized["T"] == T) & (randomized["tau"] == tau)]
-        for strategy, rnd in here.groupby("strategy"):
+        for schedule, rnd in here.groupby("schedule"):
             rnd = rnd.set_index("seed")
             seeds = reg.index.intersection(rnd.index)
             d = sign * (rnd.loc[seeds, "score"] - reg.loc[seeds, "score"]).to_numpy()
@@ -69,7 +69,7 @@ def verdict_table(runs, curves, seed=0, n_boot=2000):
             base = float(reg.loc[seeds, "score"].mean())
             rows.append({
                 "task": task, "cell": cell, "T": T, "tau": tau,
-                "schedule": strategy.removeprefix("randomized-"),
+                "schedule": schedule,
                 "metric": reg["metric_name"].iloc[0], "seeds": len(seeds),
                 "regular_mean": base, "randomized_mean": float(rnd.loc[seeds, "score"].mean()),
                 "effect": effect, "effect_lo": lo, "effect_hi": hi,

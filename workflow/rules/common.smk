@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from bptt.data import TASKS
+from bptt.estimators import format_spec, strategy_name
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -65,14 +66,20 @@ def task_grid(task):
     return s.get("seq_lens", config["seq_lens"]), s.get("taus", config["taus"])
 
 
-def training_strategies():
-    out = []
-    for s in config["strategies"]:
-        if s == "randomized":
-            out += [f"randomized-{name}" for name in config["schedules"]]
+def strategies(kinds):
+    """{strategy: (kind, schedule, schedule parameters)}; randomized: one per schedule."""
+    out = {}
+    for kind in kinds:
+        if kind == "randomized":
+            for name, params in config["schedules"].items():
+                out[strategy_name(kind, name)] = (kind, name, params or {})
         else:
-            out.append(s)
+            out[strategy_name(kind)] = (kind, "", {})
     return out
+
+
+def training_strategies():
+    return list(strategies(config["strategies"]))
 
 
 def runs():
@@ -121,16 +128,9 @@ def gradstats_files():
 
 
 def estimator_spec(strategy, tau):
-    """Command-line spec of a strategy at τ, e.g. randomized:power:8:alpha=1.5."""
-    if strategy == "full":
-        return "full"
-    if strategy.startswith("randomized-"):
-        name = strategy.split("-", 1)[1]
-        extra = ",".join(
-            f"{k}={v}" for k, v in (config["schedules"][name] or {}).items()
-        )
-        return f"randomized:{name}:{tau}" + (f":{extra}" if extra else "")
-    return f"{strategy}:{tau}"
+    """Command-line spec of a training strategy at τ, e.g. randomized:power:8:alpha=1.5."""
+    kind, schedule, params = strategies(config["strategies"])[strategy]
+    return format_spec(kind, tau, schedule, **params)
 
 
 def task_args(task, cell, T):
@@ -159,13 +159,10 @@ def gradstats_estimators(wildcards):
     _, taus = task_grid(wildcards.task)
     specs = []
     for tau in [t for t in taus if t < int(wildcards.T)]:
-        for family in config["gradstats"]["estimators"]:
-            if family == "randomized":
-                specs += [
-                    estimator_spec(f"randomized-{n}", tau) for n in config["schedules"]
-                ]
-            else:
-                specs.append(estimator_spec(family, tau))
+        for kind, schedule, params in strategies(
+            config["gradstats"]["estimators"]
+        ).values():
+            specs.append(format_spec(kind, tau, schedule, **params))
     if not specs:
         raise WorkflowError(
             f"no τ < T={wildcards.T} for task {wildcards.task}: add a smaller tau"
