@@ -74,19 +74,17 @@ def test_group_of_mixed_estimators(cell):
     assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(specs, T, seed=3))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "tanh"])
-def test_replicas_done_in_chunks_equal_runs_alone(cell, monkeypatch):
-    """Outside the time loop replicas are processed a few at a time (cache-sized chunks)."""
-    from bptt import cells
-
-    monkeypatch.setattr(cells, "CHUNK_BYTES", 1)  # one replica per chunk
-    specs = ["full", "windowed:3", "regular:2", "randomized:power:3", "full"]
-    model, thetas, X, Y, mask = group_problem(cell, len(specs), seed=2)
-    thetas[3] = np.nan
-    assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(specs, 9))
-    assert len(cells.replica_chunks(len(specs), 10)) == len(specs)
-    monkeypatch.setattr(cells, "CHUNK_BYTES", 25)
-    assert [(c.start, c.stop) for c in cells.replica_chunks(5, 10)] == [(0, 2), (2, 4), (4, 5)]
+@pytest.mark.parametrize("cell", ["gru", "influence"])
+def test_group_with_per_sequence_cut_patterns(cell):
+    """Plans with one cut pattern per sequence, (1, B, T), beside shared ones."""
+    T, B = 9, 3
+    model, thetas, X, Y, mask = group_problem(cell, 4, T=T, B=B, seed=4)
+    b = X.shape[2]
+    rng = np.random.default_rng(6)
+    est = E.parse_estimator("randomized:constant:3")
+    plans = [est.plan(T, 1, rng, B=b), est.plan(T, 1, rng), est.plan(T, 1, rng, B=b), E.Full().plan(T, 1, rng)]
+    assert plans[0][0].shape == (1, b, T)
+    assert_group_equals_alone(model, thetas, X, Y, mask, plans)
 
 
 def test_group_of_one():

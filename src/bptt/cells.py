@@ -69,18 +69,6 @@ def rows(a, K):
     return a.reshape(a.shape[0], -1, K, a.shape[-1])
 
 
-# Outside the time loop, the work on a replica's arrays (outputs, loss gradient, seed,
-# weight gradients) chains several products; done a few replicas at a time, the chain
-# stays in the L2 cache instead of streaming all R replicas through memory at every link.
-CHUNK_BYTES = 2**19
-
-
-def replica_chunks(R, bytes_per_replica):
-    """Slices of the R replicas, each of about ``CHUNK_BYTES`` of per-replica arrays."""
-    n = int(max(1, min(R, CHUNK_BYTES // max(1, bytes_per_replica))))
-    return [slice(i, min(i + n, R)) for i in range(0, R, n)]
-
-
 def per_batch(coef):
     """View an (R, B, W) factor so that it broadcasts against ``rows(·, K)`` (R, B, K, W)."""
     return coef[:, :, None, :]
@@ -193,30 +181,29 @@ class Cell:
         ``stores[i]`` has shape (R, T, B*K, width_i).  Returns ``{name: (R, K, *shape)}``.
         One GEMM per parameter block and replica, over all T*B rows at once.
         """
-        R, D, GH = params["W_x"].shape
-        H = _hidden_size(params)
-        T, BK = stores[0].shape[1:3]
-        TB = T * BK // K
-        dt = record.states.dtype
-        ones = np.ones(TB, dtype=dt)  # a GEMV sums rows faster than .sum()
-        grads = {"W_x": np.empty((R, K, D, GH), dt), "W_h": np.empty((R, K, H, GH), dt), "b": np.empty((R, K, GH), dt)}
-        for sl in replica_chunks(R, TB * (K * GH + D + H) * dt.itemsize):
-            if X.ndim == 3:  # token ids: the one-hot matrix, for one GEMM per block
-                Xf = np.eye(D, dtype=dt)[X[sl].reshape(-1, TB)]
-            else:
-                Xf = X[sl].reshape(-1, TB, D)
-            XfT = Xf.transpose(0, 2, 1)
-            col = 0
-            for store, rec in zip(stores, self.recurrent_grad_inputs(record, H)):
-                w = store.shape[-1]
-                P = store[sl].reshape(-1, TB, K * w)
-                cols = slice(col, col + w)
-                grads["W_x"][sl, :, :, cols] = np.matmul(XfT, P).reshape(-1, D, K, w).transpose(0, 2, 1, 3)
-                recT = rec[sl].reshape(-1, TB, rec.shape[-1]).transpose(0, 2, 1)
-                grads["W_h"][sl, :, :, cols] = np.matmul(recT, P).reshape(-1, H, K, w).transpose(0, 2, 1, 3)
-                grads["b"][sl, :, cols] = np.matmul(ones, P).reshape(-1, K, w)
-                col += w
-        return grads
+        R, D = params["W_x"].shape[:2]
+        if X.ndim == 3:  # token ids: the one-hot matrix, for one GEMM per block
+            _, T, B = X.shape
+            Xf = np.eye(D, dtype=record.states.dtype)[X.reshape(R, -1)]
+        else:
+            _, T, B, _ = X.shape
+            Xf = X.reshape(R, T * B, D)
+        ones = np.ones(T * B, dtype=record.states.dtype)  # a GEMV sums rows faster than .sum()
+        XfT = Xf.transpose(0, 2, 1)
+        dWx, dWh, db = [], [], []
+        for store, rec in zip(stores, self.recurrent_grad_inputs(record, _hidden_size(params))):
+            w = store.shape[-1]
+            P = store.reshape(R, T * B, K * w)
+            dWx.append(np.matmul(XfT, P).reshape(R, D, K, w))
+            recT = rec.reshape(R, T * B, -1).transpose(0, 2, 1)
+            dWh.append(np.matmul(recT, P).reshape(R, -1, K, w))
+            db.append(np.matmul(ones, P).reshape(R, K, w))
+        cat = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
+        return {
+            "W_x": cat(dWx).transpose(0, 2, 1, 3),
+            "W_h": cat(dWh).transpose(0, 2, 1, 3),
+            "b": cat(db),
+        }
 
 
 class Linear(Cell):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cells import Record, get_cell, replica_chunks
+from .cells import Record, get_cell
 from .losses import LOSSES, class_major_targets
 
 
@@ -112,10 +112,6 @@ class Model:
         W[: self.output_size, : self.output_size] = np.eye(self.output_size, dtype=dt)
         return W, np.zeros(self.output_size, dtype=dt)
 
-    def _readout_rows(self, a, sl):
-        """Replicas ``sl`` of a stacked readout array; a frozen readout is shared by all."""
-        return a[sl] if self.trainable_readout else a
-
     def flatten(self, grads, K=None):
         """{name: (K, *shape)} -> (K, n_params); {name: shape} -> (n_params,)."""
         names = self.param_shapes()
@@ -167,12 +163,9 @@ class Model:
             state0 = self.rnn.initial_state(R, B, self.hidden_size, dt)
         record = self.rnn.forward(params, xproj, state0)
         W_o, b_o = self.readout(params)
-        H, V = W_o.shape[-2:]
-        outputs = np.empty((R, V, T * B), dtype=dt)
-        for sl in replica_chunks(R, T * B * (H + V) * dt.itemsize):
-            hidden = record.states[sl, 1:, :, :H].reshape(-1, T * B, H)
-            np.matmul(np.swapaxes(self._readout_rows(W_o, sl), -1, -2), hidden.transpose(0, 2, 1), out=outputs[sl])
-            outputs[sl] += self._readout_rows(b_o, sl)[..., :, None]
+        hidden = record.states[:, 1:, :, : self.hidden_size].reshape(R, T * B, -1)
+        outputs = np.matmul(np.swapaxes(W_o, -1, -2), hidden.transpose(0, 2, 1))
+        outputs += b_o[..., :, None]
         return Forward(X, record, outputs)
 
     def loss_and_seed(self, params, fwd, Y, mask):
@@ -186,28 +179,21 @@ class Model:
         return float(loss[0]), seed[0], {k: v[0] for k, v in ro.items()}
 
     def loss_and_seed_group(self, params, fwd, Y, mask):
-        """R replicas: losses (R,), seeds (R, T, B, S), readout grads {name: (R, *shape)}.
-
-        Done a few replicas at a time, so that each replica's outputs, loss gradient and
-        seed are reused while they are in cache."""
+        """R replicas: losses (R,), seeds (R, T, B, S), readout grads {name: (R, *shape)}."""
+        losses, dout = LOSSES[self.loss](fwd.outputs_cm, class_major_targets(Y, self.loss), mask)
         R, T1, B, S = fwd.states.shape
         T, H = T1 - 1, self.hidden_size
-        targets, mask = class_major_targets(Y, self.loss), np.asarray(mask)
         W_o, _ = self.readout(params)
-        V = W_o.shape[-1]
-        losses, seed, readout_grads = np.empty(R), None, {}
-        for sl in replica_chunks(R, T * B * (2 * V + S + H) * fwd.states.dtype.itemsize):
-            losses[sl], dout = LOSSES[self.loss](fwd.outputs_cm[sl], targets[sl], mask[sl])
-            W = self._readout_rows(W_o, sl)
-            if seed is None:  # the dtype of the loss gradient (float64 targets make it float64)
-                seed = (np.empty if S == H else np.zeros)((R, T, B, S), dtype=np.result_type(dout, W))
-            dh = seed[sl].reshape(-1, T * B, S)[..., :H]
-            np.matmul(dout.transpose(0, 2, 1), np.swapaxes(W, -1, -2), out=dh)
-            if self.trainable_readout:
-                if not readout_grads:
-                    readout_grads = {"W_o": np.empty((R, H, V), dtype=dout.dtype),
-                                     "b_o": np.empty((R, V), dtype=dout.dtype)}
-                hidden = fwd.states[sl, 1:, :, :H].reshape(-1, T * B, H)
-                np.matmul(hidden.transpose(0, 2, 1), dout.transpose(0, 2, 1), out=readout_grads["W_o"][sl])
-                np.matmul(dout, np.ones(T * B, dtype=dout.dtype), out=readout_grads["b_o"][sl])
+        dh = np.matmul(dout.transpose(0, 2, 1), np.swapaxes(W_o, -1, -2))  # (R, T*B, H)
+        if S == H:
+            seed = dh.reshape(R, T, B, H)
+        else:
+            seed = np.zeros((R, T, B, S), dtype=fwd.states.dtype)
+            seed[..., :H] = dh.reshape(R, T, B, H)
+        readout_grads = {}
+        if self.trainable_readout:
+            hidden = fwd.states[:, 1:, :, :H].reshape(R, T * B, H)
+            ones = np.ones(T * B, dtype=dout.dtype)
+            readout_grads = {"W_o": np.matmul(hidden.transpose(0, 2, 1), dout.transpose(0, 2, 1)),
+                             "b_o": np.matmul(dout, ones)}
         return losses, seed, readout_grads
