@@ -9,7 +9,7 @@
 # the executor plugin's default status command (sacct) and its account check run as they
 # would there. The cluster "bptt" has one node (this host, all its CPUs), one default
 # partition "debug" and one account "bptt" (the default account of root and of $SUDO_USER).
-# Running it again while the cluster is up only checks that the node is idle.
+# Running it again while the cluster is up only checks that the node and accounting answer.
 # Everything but /etc/slurm/slurm.conf and /etc/slurm/slurmdbd.conf (where the SLURM
 # commands look for them) lives under $BPTT_SLURM_STATE (default /var/tmp/bptt-slurm).
 set -euo pipefail
@@ -49,11 +49,12 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 node_idle() { sinfo -h -N -o '%t' 2>/dev/null | grep -qx 'idle'; }
+node_up() { sinfo -h -N -o '%t' 2>/dev/null | grep -qxE 'idle|mix|alloc'; }
 
 [ "$(id -u)" = 0 ] || { say "must run as root (it installs packages and starts daemons)"; exit 1; }
 
-if [ -f "$STATE/up" ] && node_idle && sacctmgr -n list cluster "$CLUSTER" format=cluster 2>/dev/null | grep -q "$CLUSTER"; then
-    say "already up (node idle, accounting answers)"
+if [ -f "$STATE/up" ] && node_up && sacctmgr -n list cluster "$CLUSTER" format=cluster 2>/dev/null | grep -q "$CLUSTER"; then
+    say "already up (node $(sinfo -h -N -o '%t'), accounting answers)"
     exit 0
 fi
 # A half-started cluster from an earlier attempt: clear it and start over.
