@@ -20,8 +20,6 @@ def workdir(tmp_path):
     for name in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "report").mkdir()
-    shutil.copy(ROOT / "report" / "template.html.j2", tmp_path / "report")
     return tmp_path
 
 
@@ -136,7 +134,7 @@ def test_smoke_study_end_to_end(tmp_path):
     assert "randomized truncation beat regular truncation" in html
     assert "<strong>Why.</strong>" in html and "the claim" in html
     for table in ("runs", "curves", "summary", "gradstats", "lagprofile", "verdict",
-                  "verdict_counts", "reasons"):
+                  "verdict_counts", "reasons", "findings", "run_status"):
         assert (wd / "results/tables" / f"{table}.csv").stat().st_size > 0
     for name in FIGURES:
         assert (wd / "results/figures" / f"{name}.svg").exists()

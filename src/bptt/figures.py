@@ -230,7 +230,7 @@ def verdict_heatmap(t):
     scheds = [s for s in SCHEDULES if s in set(v.schedule)]
     fig, axes = plt.subplots(len(tasks), len(scheds), figsize=(3.2 * len(scheds), 2.6 * len(tasks)),
                              squeeze=False)
-    mark = {"win": "W", "tie": "·", "loss": "L"}
+    mark = {"better": "+", "equivalent": "=", "worse": "−", "inconclusive": "·", "mixed": "~"}
     for i, task in enumerate(tasks):
         sub = v[v.task == task]
         lim = np.nanmax(np.abs(sub.relative_effect)) or 1.0
@@ -238,8 +238,7 @@ def verdict_heatmap(t):
             ax = axes[i][j]
             g = sub[sub.schedule == sched].groupby(["T", "tau"]).agg(
                 effect=("relative_effect", "mean"),
-                outcome=("outcome", lambda o: "win" if (o == "win").all() else
-                         "loss" if (o == "loss").all() else "tie"))
+                outcome=("outcome", lambda o: o.iloc[0] if (o == o.iloc[0]).all() else "mixed"))
             grid = g["effect"].unstack("tau")
             ann = g["outcome"].map(mark).unstack("tau").reindex_like(grid)
             sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-lim, vmax=lim, annot=ann, fmt="",
@@ -247,8 +246,9 @@ def verdict_heatmap(t):
             ax.set_title(f"{task}: {sched}")
             ax.set_xlabel("τ")
             ax.set_ylabel("T")
-    fig.suptitle("Randomized − regular (positive: randomized better; W/L: interval excludes 0; "
-                 "mean over cells)", y=1.02)
+    fig.suptitle("Randomized vs regular, relative effect (positive: randomized better; mean over "
+                 "cells). + better, = equivalent, − worse, · inconclusive, ~ mixed over cells",
+                 y=1.02)
     fig.tight_layout()
     return fig
 

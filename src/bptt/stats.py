@@ -61,10 +61,13 @@ def _pvalue(d, alternative, test):
 
 
 def testable(d):
-    """Whether each row of ``d`` (m, n) varies over seeds (n >= 2, finite, not constant)."""
+    """Whether each row of ``d`` (m, n) varies over seeds (n >= 2, finite, not constant
+    to 1e-12 relative)."""
     d = np.atleast_2d(np.asarray(d, dtype=np.float64))
     ok = np.all(np.isfinite(d), axis=-1) & (d.shape[-1] >= 2)
-    return ok & (np.ptp(np.where(np.isfinite(d), d, 0.0), axis=-1) > 0)
+    finite = np.where(np.isfinite(d), d, 0.0)
+    # constant up to rounding (e.g. a fixed ratio whose logs differ in the last bit)
+    return ok & (np.ptp(finite, axis=-1) > 1e-12 * np.max(np.abs(finite), axis=-1))
 
 
 def difference_pvalue(d, test="t"):
@@ -169,23 +172,28 @@ def mean_interval(d, level=0.95):
 def t_power(effect, sd, n, alpha=0.05):
     """Power of the two-sided one-sample t-test at a true mean ``effect``, spread ``sd``.
 
-    The noncentral-t probability P(|T'| > t_crit), written as an integral over the
-    chi-square variable of the sample variance (``stats.nct`` returns NaN for small
-    degrees of freedom and large noncentrality).
+    The noncentral-t probability P(|T'| > t_crit) from ``stats.nct``; where that returns
+    NaN (small degrees of freedom, large noncentrality) the same probability as an
+    integral over the chi-square variable of the sample variance.
     """
     df = n - 1
     crit = stats.t.ppf(1 - alpha / 2, df)
-    dist = stats.chi2(df)
+    nc = np.asarray(np.asarray(effect, dtype=np.float64) * np.sqrt(n) / sd, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        power = np.asarray(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    bad = ~np.isfinite(power) & np.isfinite(nc)
+    if bad.any():
+        dist = stats.chi2(df)
 
-    def one(nc):
-        def f(v):
-            s = crit * np.sqrt(v / df)
-            return (stats.norm.cdf(nc - s) + stats.norm.cdf(-nc - s)) * dist.pdf(v)
-        return integrate.quad(f, 0.0, np.inf, limit=200)[0]
+        def one(x):
+            def f(v):
+                s = crit * np.sqrt(v / df)
+                return (stats.norm.cdf(x - s) + stats.norm.cdf(-x - s)) * dist.pdf(v)
+            return integrate.quad(f, 0.0, np.inf, limit=200)[0]
 
-    nc = np.asarray(effect, dtype=np.float64) * np.sqrt(n) / sd
-    out = np.vectorize(one, otypes=[np.float64])(nc)
-    return out[()] if out.ndim == 0 else out
+        power = power.copy()
+        power[bad] = np.vectorize(one, otypes=[np.float64])(nc[bad])
+    return power[()] if power.ndim == 0 else power
 
 
 def minimum_detectable_effect(sd, n, alpha=0.05, power=0.8):
@@ -208,23 +216,38 @@ def minimum_detectable_effect(sd, n, alpha=0.05, power=0.8):
 def compare(d, margin, alpha=0.05, test="t", correction="holm"):
     """Everything the verdict needs for a family of paired comparisons.
 
-    d: (m, n) paired differences, positive favouring randomized; margin: scalar or (m,).
+    d: (m, n) paired differences, positive favouring randomized, or a list of m 1-D
+    arrays of different lengths (the family is still one family); margin: scalar or (m,).
     Returns a dict of (m,) arrays: mean, lo, hi (t interval at 1 - alpha), p, p_adj,
-    p_tost, p_tost_adj, significant (p_adj < alpha), outcome (one of CLASSES),
-    sd, mde (difference test, power 0.8, unadjusted alpha).
+    p_tost, p_tost_adj, significant (p_adj < alpha), outcome (one of CLASSES), sd,
+    mde (difference test, power 0.8, unadjusted alpha) and power_at_margin (power of
+    the unadjusted difference test at a true effect of one margin, for the observed sd).
     """
-    d = np.atleast_2d(np.asarray(d, dtype=np.float64))
-    if d.shape[-1] < 2:
-        raise ValueError(f"a paired test needs at least 2 seeds, got {d.shape[-1]}")
-    mean, lo, hi = mean_interval(d, 1 - alpha)
-    p = difference_pvalue(d, test)
-    p_tost = tost_pvalue(d, margin, test)
-    p_adj = adjust(p, correction)
-    p_tost_adj = adjust(p_tost, correction)
-    sd = d.std(axis=-1, ddof=1)
-    return {
-        "mean": mean, "lo": lo, "hi": hi, "p": p, "p_adj": p_adj, "p_tost": p_tost,
-        "p_tost_adj": p_tost_adj, "significant": np.nan_to_num(p_adj, nan=1.0) < alpha,
-        "outcome": classify(mean, p_adj, p_tost_adj, alpha), "sd": sd,
-        "mde": minimum_detectable_effect(sd, d.shape[-1], alpha),
-    }
+    rows = list(np.atleast_2d(np.asarray(d, dtype=np.float64))) if not isinstance(d, list) \
+        else [np.asarray(x, dtype=np.float64).ravel() for x in d]
+    m = len(rows)
+    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), (m,))
+    lengths = np.array([len(x) for x in rows])
+    if m == 0:
+        raise ValueError("no comparisons")
+    if lengths.min() < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds, got {lengths.min()}")
+    keys = ("mean", "lo", "hi", "p", "p_tost", "sd", "mde", "power_at_margin")
+    out = {k: np.full(m, np.nan) for k in keys}
+    for n in np.unique(lengths):
+        idx = np.flatnonzero(lengths == n)
+        dn = np.stack([rows[i] for i in idx])
+        out["mean"][idx], out["lo"][idx], out["hi"][idx] = mean_interval(dn, 1 - alpha)
+        out["p"][idx] = difference_pvalue(dn, test)
+        out["p_tost"][idx] = tost_pvalue(dn, margin[idx], test)
+        sd = dn.std(axis=-1, ddof=1)
+        out["sd"][idx] = sd
+        out["mde"][idx] = minimum_detectable_effect(sd, n, alpha)
+        ok = np.isfinite(sd) & (sd > 0)
+        if ok.any():
+            out["power_at_margin"][idx[ok]] = t_power(margin[idx][ok], sd[ok], n, alpha)
+    out["p_adj"] = adjust(out["p"], correction)
+    out["p_tost_adj"] = adjust(out["p_tost"], correction)
+    out["significant"] = np.nan_to_num(out["p_adj"], nan=1.0) < alpha
+    out["outcome"] = classify(out["mean"], out["p_adj"], out["p_tost_adj"], alpha)
+    return out

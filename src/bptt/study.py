@@ -20,9 +20,18 @@ def add_study_commands(sub, fmt):
     p = sub.add_parser("verdict", help="randomized vs regular, paired by seed; the three reasons",
                        formatter_class=fmt)
     p.add_argument("--tables", required=True, help="folder written by the tables command")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples over seeds")
-    p.add_argument("--out-dir", required=True, help="folder for verdict.csv, verdict_counts.csv, reasons.csv")
+    p.add_argument("--margin", action="append", required=True, metavar="TASK=SCALE:VALUE",
+                   help="equivalence margin of a task, e.g. timemachine=relative:0.01 or "
+                        "recall=absolute:0.02 (once per task)")
+    p.add_argument("--alpha", type=float, required=True, help="level of every test (e.g. 0.05)")
+    p.add_argument("--test", required=True, help="paired test over seeds: t | permutation")
+    p.add_argument("--correction", required=True, help="multiplicity correction: holm | bh")
+    p.add_argument("--cosine-support", type=float, required=True,
+                   help="reason 1 is supported where regular(τ)'s cosine with the exact gradient "
+                        "is at least this (e.g. 0.9)")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for verdict.csv, verdict_counts.csv, reasons.csv, findings.csv, "
+                        "run_status.csv")
 
     p = sub.add_parser("figures", help="the study's figures (SVG and PNG)", formatter_class=fmt)
     p.add_argument("--tables", default=None, help="folder with the tables (not needed for bench)")
@@ -32,9 +41,12 @@ def add_study_commands(sub, fmt):
 
     p = sub.add_parser("report", help="render report.html from the tables and figures", formatter_class=fmt)
     p.add_argument("--tables", required=True, help="folder with the tables")
-    p.add_argument("--figures", required=True, help="folder with the PNG figures")
+    p.add_argument("--figures", nargs="+", required=True,
+                   help="PNG figures in report order (a bench.png beside them joins as appendix)")
+    p.add_argument("--captions", required=True, help="folder with <figure>.rst captions")
     p.add_argument("--config", required=True, help="the study's config file (shown in the report)")
-    p.add_argument("--template", default="report/template.html.j2", help="Jinja2 template")
+    p.add_argument("--template", default=None,
+                   help="Jinja2 template (default: the one shipped in bptt/templates)")
     p.add_argument("--benchmarks", default=None, help="folder of Snakemake benchmark files (runtime)")
     p.add_argument("--out", required=True, help="output HTML file")
 
@@ -54,24 +66,25 @@ def cmd_tables(args):
 
 def cmd_verdict(args):
     from .io import write_csv
-    from .verdict import outcome_counts, reasons_table, verdict_table
+    from .verdict import (Settings, counts_table, findings_table, parse_margin, reasons_table,
+                          status_table, verdict_table)
 
+    margins = dict(parse_margin(m) for m in args.margin)
+    settings = Settings(margins=margins, alpha=args.alpha, test=args.test,
+                        correction=args.correction, cosine_support=args.cosine_support)
     t = Path(args.tables)
     runs = pd.read_csv(t / "runs.csv")
     curves = pd.read_csv(t / "curves.csv")
     gs = pd.read_csv(t / "gradstats.csv")
     gs["schedule"] = gs["schedule"].fillna("")
-    v = verdict_table(runs, curves, seed=args.seed, n_boot=args.bootstrap)
-    counts = pd.concat([
-        outcome_counts(v).assign(group="all", value="all"),
-        outcome_counts(v, "task").rename(columns={"task": "value"}).assign(group="task"),
-        outcome_counts(v, "schedule").rename(columns={"schedule": "value"}).assign(group="schedule"),
-        outcome_counts(v, "cell").rename(columns={"cell": "value"}).assign(group="cell"),
-    ], ignore_index=True)[["group", "value", "win", "tie", "loss"]]
+    v = verdict_table(runs, curves, settings)
+    reasons = reasons_table(runs, gs, settings.cosine_support)
     out = Path(args.out_dir)
     write_csv(out / "verdict.csv", v)
-    write_csv(out / "verdict_counts.csv", counts)
-    write_csv(out / "reasons.csv", reasons_table(runs, gs))
+    write_csv(out / "verdict_counts.csv", counts_table(v))
+    write_csv(out / "reasons.csv", reasons)
+    write_csv(out / "findings.csv", findings_table(v, reasons, runs, curves, settings))
+    write_csv(out / "run_status.csv", status_table(runs, curves))
 
 
 def cmd_figures(args):
@@ -93,6 +106,7 @@ def cmd_figures(args):
 def cmd_report(args):
     from .report import render_report
 
-    render_report(args.tables, args.figures, args.config, args.template, args.out, args.benchmarks)
+    render_report(args.tables, args.figures, args.captions, args.config, args.out, args.benchmarks,
+                  template_path=args.template)
 
 

@@ -1,108 +1,290 @@
 """The verdict (docs/design.md §6): randomized(τ̄ = τ) against regular(τ), paired by seed.
 
-For each (task, cell, T, τ) and schedule, the effect is the mean over seeds of the
-paired difference of the final validation metric, oriented so that a positive effect
-means randomized truncation did *better* (lower perplexity or loss, higher accuracy).
-Its 95% interval is a percentile bootstrap over seeds; randomized **wins** where the
-interval lies above zero, **loses** where it lies below, and **ties** otherwise.
+For each (task, cell, T, τ) and schedule the two strategies are compared on their
+final metric, seed by seed (same initialization, same batches).  The per-seed effect
+is oriented so that a positive value means randomized truncation did *better*:
 
-A diverged run has no final metric; it is scored as the worse of (a) the worst
-finite final metric of its (task, cell, T) group and (b) the metric at
-initialization — "no better than anything that trained".
+* ``relative`` margin (perplexity, loss): ``log(regular / randomized)`` — for a
+  lower-is-better metric, the reverse for a higher-is-better one.  The margin δ
+  (e.g. 0.01: "within 1%") becomes ±log(1 + δ) on this scale; for perplexity the
+  log ratio is exactly the difference of the cross-entropy in nats.  Effects and
+  intervals are reported back as ratios minus one (``expm1``): +0.02 means
+  randomized's metric is 2% better (geometric mean over seeds).
+* ``absolute`` margin (accuracy): ``randomized - regular`` (sign-flipped for a
+  lower-is-better metric); the margin is in the metric's units.
 
-The three reasons d2l gives for the claim are each answered from the data:
+The tests, the multiplicity correction and the four classes are those of
+``bptt.stats`` (paired t or exact sign flips, Holm or Benjamini–Hochberg over *all*
+comparisons of the study, TOST against ±δ).
+
+Run status.  A run **diverged** if its loss or gradient became non-finite; it
+**failed to learn** if its final metric is not better than chance (the task's chance
+level; for a task without one, the run's own metric at initialization).  Neither
+has a meaningful final metric, so both are *scored* as the worse of every run of the
+(task, cell, T) group that did learn, the metric at initialization and the chance
+level — "no better than anything that trained".  A comparison in which both
+strategies failed in every seed has identical scores, no test and is inconclusive.
+
+The three reasons d2l gives for the claim are each measured and then related to the
+outcome of the comparisons they are meant to explain (``findings_table``):
 1. few steps capture the dependencies that matter — the cosine between regular(τ)'s
-   gradient and the exact one at the trained parameters (high cosine: supported);
+   gradient and the exact one (supported where it is at least ``cosine_support``);
 2. the extra variance cancels the gain in accuracy — randomized's MSE (bias² +
    variance) against regular's (bias² only) at the same τ, and against SGD's own
-   minibatch noise;
+   minibatch noise (not applicable on a task without minibatch noise);
 3. truncation regularizes — regular's train/validation gap against full's, and
-   whether regular's validation metric is at least as good as full's.
+   whether regular's validation metric is at least as good as full's (not
+   applicable where the train and validation sets do not differ: every gap is 0).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
-from .tables import bootstrap_mean_ci
+from . import stats
 
-COSINE_SUPPORT = 0.9  # reason 1: regular(τ)'s gradient points where the true one does
+SCALES = ("relative", "absolute")
+RUN_STATUS = ("ok", "diverged", "failed-to-learn")
+METRIC_COLUMNS = ("final_test_metric", "final_val_metric")  # the first present is judged
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Practical-equivalence margin of one task: ``value`` on a ``scale`` (see module doc)."""
+
+    scale: str
+    value: float
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"margin scale {self.scale!r}; valid: {', '.join(SCALES)}")
+        if not (np.isfinite(self.value) and self.value > 0):
+            raise ValueError(f"margin value must be a positive number, got {self.value}")
+
+    @property
+    def on_test_scale(self):
+        """δ on the scale of the per-seed effects the tests see."""
+        return float(np.log1p(self.value)) if self.scale == "relative" else float(self.value)
+
+    def to_display(self, x):
+        """Effects on the test scale back to the margin's units (ratio - 1 or metric units)."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.expm1(x) if self.scale == "relative" else x
+
+
+def parse_margin(text):
+    """``task=scale:value`` (e.g. ``timemachine=relative:0.01``) -> (task, Margin)."""
+    try:
+        task, rest = text.split("=", 1)
+        scale, value = rest.split(":", 1)
+        return task.strip(), Margin(scale.strip(), float(value))
+    except ValueError as e:
+        raise ValueError(f"--margin {text!r}: expected task=scale:value with scale in "
+                         f"{', '.join(SCALES)} and a positive value ({e})") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the verdict decides with; each value is written into its tables."""
+
+    margins: dict = field(default_factory=dict)  # task -> Margin
+    alpha: float = 0.05
+    test: str = "t"
+    correction: str = "holm"
+    cosine_support: float = 0.9
+
+    def __post_init__(self):
+        if not 0 < self.alpha < 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha}")
+        if self.test not in stats.TESTS:
+            raise ValueError(f"test {self.test!r}; valid: {', '.join(stats.TESTS)}")
+        if self.correction not in stats.CORRECTIONS:
+            raise ValueError(f"correction {self.correction!r}; valid: {', '.join(stats.CORRECTIONS)}")
+        if not 0 < self.cosine_support <= 1:
+            raise ValueError(f"cosine_support must be in (0, 1], got {self.cosine_support}")
+
+    def margin(self, task):
+        if task not in self.margins:
+            raise ValueError(f"no equivalence margin for task {task!r}: set verdict.margins.{task} "
+                             f"in the config (given: {', '.join(self.margins) or 'none'})")
+        return self.margins[task]
+
+
+def metric_column(runs):
+    for c in METRIC_COLUMNS:
+        if c in runs and runs[c].notna().any():
+            return c
+    return METRIC_COLUMNS[-1]
+
+
+def _better(a, b, higher):
+    """a strictly better than b, elementwise (``higher``: bool array, higher is better)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(higher, a > b, a < b)
+
+
+def _init_metrics(runs, curves):
+    """Metric at initialization of each run (update-0 evaluation), aligned with ``runs``."""
+    keys = ["task", "cell", "T", "strategy", "tau", "seed"]
+    first = curves[curves["update"] == 0].drop_duplicates(keys)[keys + ["val_metric"]]
+    merged = runs[keys].merge(first, on=keys, how="left")
+    return merged["val_metric"].to_numpy(dtype=np.float64)
 
 
 def scored_metric(runs, curves):
-    """Final metric with diverged runs replaced by a worst-case score (see module doc)."""
-    runs = runs.copy()
-    init = curves[curves["update"] == 0].groupby(["task", "cell", "T"])["val_metric"].first()
-    scores = []
-    for _, r in runs.iterrows():
-        if not r["diverged"] and np.isfinite(r["final_val_metric"]):
-            scores.append(r["final_val_metric"])
+    """``runs`` with ``metric`` (judged), ``init_metric``, ``status`` and ``score`` columns."""
+    runs = runs.copy().reset_index(drop=True)
+    runs["metric"] = runs[metric_column(runs)].astype(np.float64)
+    runs["init_metric"] = _init_metrics(runs, curves)
+    higher = runs["higher_is_better"].astype(bool).to_numpy()
+    metric = runs["metric"].to_numpy()
+    chance = runs["chance"].astype(np.float64).to_numpy()
+    reference = np.where(np.isfinite(chance), chance, runs["init_metric"].to_numpy())
+    diverged = runs["diverged"].astype(bool).to_numpy() | ~np.isfinite(metric)
+    learned = np.isfinite(reference) & _better(metric, reference, higher)
+    learned |= ~np.isfinite(reference) & np.isfinite(metric)  # nothing to compare with
+    runs["status"] = np.where(diverged, "diverged", np.where(learned, "ok", "failed-to-learn"))
+    score = metric.copy()
+    for _, idx in runs.groupby(["task", "cell", "T"]).groups.items():
+        g = runs.loc[idx]
+        bad = g.index[g["status"] != "ok"]
+        if len(bad) == 0:
             continue
-        grp = runs[(runs.task == r.task) & (runs.cell == r.cell) & (runs["T"] == r["T"])]
-        finite = grp["final_val_metric"][np.isfinite(grp["final_val_metric"])]
-        candidates = list(finite) + [init.get((r.task, r.cell, r["T"]), np.nan)]
-        candidates = [c for c in candidates if np.isfinite(c)]
-        scores.append((min if r["higher_is_better"] else max)(candidates) if candidates else np.nan)
-    runs["score"] = scores
+        hib = bool(g["higher_is_better"].iloc[0])
+        candidates = np.r_[g.loc[g["status"] == "ok", "metric"], g["init_metric"], g["chance"]]
+        candidates = candidates[np.isfinite(candidates.astype(np.float64))]
+        worst = (candidates.min() if hib else candidates.max()) if len(candidates) else np.nan
+        score[bad] = worst
+    runs["score"] = score
     return runs
 
 
-def verdict_table(runs, curves, seed=0, n_boot=2000):
-    """One row per (task, cell, T, τ, schedule): effect, interval, outcome."""
-    rng = np.random.default_rng(seed)
+def _effects(reg, rnd, higher, margin):
+    """Per-seed effects on the test scale (positive: randomized better)."""
+    if margin.scale == "relative":
+        if np.any(reg <= 0) or np.any(rnd <= 0):
+            raise ValueError("a relative margin needs a positive metric (log ratio); "
+                             "use an absolute margin for this task")
+        return np.log(rnd / reg) if higher else np.log(reg / rnd)
+    return (rnd - reg) if higher else (reg - rnd)
+
+
+def verdict_table(runs, curves, settings):
+    """One row per (task, cell, T, τ, schedule): effect, interval, p-values, class."""
     runs = scored_metric(runs, curves)
-    rows = []
     regular = runs[runs["strategy"] == "regular"]
     randomized = runs[runs["kind"] == "randomized"]
+    rows, effects, margins = [], [], []
     for (task, cell, T, tau), reg in regular.groupby(["task", "cell", "T", "tau"]):
         reg = reg.set_index("seed")
-        sign = 1.0 if bool(reg["higher_is_better"].iloc[0]) else -1.0
+        margin = settings.margin(task)
+        higher = bool(reg["higher_is_better"].iloc[0])
         here = randomized[(randomized.task == task) & (randomized.cell == cell)
                           & (randomized["T"] == T) & (randomized["tau"] == tau)]
         for schedule, rnd in here.groupby("schedule"):
             rnd = rnd.set_index("seed")
-            seeds = reg.index.intersection(rnd.index)
-            d = sign * (rnd.loc[seeds, "score"] - reg.loc[seeds, "score"]).to_numpy()
-            effect, lo, hi = bootstrap_mean_ci(d, rng, n_boot)
-            outcome = "win" if lo > 0 else ("loss" if hi < 0 else "tie")
-            base = float(reg.loc[seeds, "score"].mean())
+            seeds = reg.index.intersection(rnd.index).sort_values()
+            r0, r1 = reg.loc[seeds], rnd.loc[seeds]
+            e = _effects(r0["score"].to_numpy(), r1["score"].to_numpy(), higher, margin)
+            effects.append(e)
+            margins.append(margin)
             rows.append({
                 "task": task, "cell": cell, "T": T, "tau": tau,
                 "schedule": schedule,
                 "metric": reg["metric_name"].iloc[0], "seeds": len(seeds),
-                "regular_mean": base, "randomized_mean": float(rnd.loc[seeds, "score"].mean()),
-                "effect": effect, "effect_lo": lo, "effect_hi": hi,
-                "relative_effect": effect / abs(base) if base else np.nan,
-                "outcome": outcome,
-                "regular_diverged": int(reg.loc[seeds, "diverged"].sum()),
-                "randomized_diverged": int(rnd.loc[seeds, "diverged"].sum()),
+                "regular_mean": float(r0["score"].mean()),
+                "randomized_mean": float(r1["score"].mean()),
+                "margin_scale": margin.scale, "margin": margin.value,
+                "regular_diverged": int((r0["status"] == "diverged").sum()),
+                "randomized_diverged": int((r1["status"] == "diverged").sum()),
+                "regular_failed": int((r0["status"] == "failed-to-learn").sum()),
+                "randomized_failed": int((r1["status"] == "failed-to-learn").sum()),
             })
     if not rows:
         raise ValueError("no (regular, randomized) pairs in the runs: the grid needs both strategies")
-    return pd.DataFrame(rows)
+    delta = np.array([m.on_test_scale for m in margins])
+    out = stats.compare(effects, delta, settings.alpha, settings.test, settings.correction)
+    v = pd.DataFrame(rows)
+    show = [m.to_display for m in margins]
+    v["effect"] = [f(x) for f, x in zip(show, out["mean"])]
+    v["effect_lo"] = [f(x) for f, x in zip(show, out["lo"])]
+    v["effect_hi"] = [f(x) for f, x in zip(show, out["hi"])]
+    absolute = v["margin_scale"] == "absolute"
+    base = v["regular_mean"].abs().replace(0, np.nan)
+    v["relative_effect"] = np.where(absolute, v["effect"] / base, v["effect"])
+    v["p"], v["p_adjusted"] = out["p"], out["p_adj"]
+    v["p_tost"], v["p_tost_adjusted"] = out["p_tost"], out["p_tost_adj"]
+    v["significant"] = out["significant"]
+    v["outcome"] = out["outcome"]
+    v["mde"] = [f(x) for f, x in zip(show, out["mde"])]
+    v["power_at_margin"] = out["power_at_margin"]
+    v["note"] = _notes(v, out)
+    return v
+
+
+def _notes(v, out):
+    """Why a comparison has no test (empty where it has one)."""
+    notes = []
+    for (_, r), p in zip(v.iterrows(), out["p"]):
+        if np.isfinite(p):
+            notes.append("")
+        elif r["regular_failed"] + r["regular_diverged"] == r["seeds"] and \
+                r["randomized_failed"] + r["randomized_diverged"] == r["seeds"]:
+            notes.append("no test: both strategies diverged or failed to learn in every seed")
+        else:
+            notes.append("no test: the paired differences do not vary over seeds")
+    return notes
 
 
 def outcome_counts(verdict, by=None):
+    """Counts of the four classes, overall (``by=None``) or per value of column ``by``."""
     keys = [by] if by else []
-    counts = verdict.groupby(keys + ["outcome"]).size().unstack(fill_value=0) if keys else \
-        verdict["outcome"].value_counts().to_frame().T
-    for c in ("win", "tie", "loss"):
+    if keys:
+        counts = verdict.groupby(keys + ["outcome"]).size().unstack(fill_value=0)
+    else:
+        counts = verdict["outcome"].value_counts().to_frame().T
+    for c in stats.CLASSES:
         if c not in counts:
             counts[c] = 0
-    counts = counts[["win", "tie", "loss"]]
+    counts = counts[list(stats.CLASSES)]
+    counts["total"] = counts.sum(axis=1)
     return counts.reset_index() if keys else counts.reset_index(drop=True)
 
 
+def counts_table(verdict):
+    """The class counts overall and by task, schedule and cell, as one long table."""
+    parts = [outcome_counts(verdict).assign(group="all", value="all")]
+    for by in ("task", "schedule", "cell"):
+        parts.append(outcome_counts(verdict, by).rename(columns={by: "value"}).assign(group=by))
+    return pd.concat(parts, ignore_index=True)[["group", "value", *stats.CLASSES, "total"]]
+
+
+def status_table(runs, curves):
+    """Runs per (task, strategy) by status: ok, diverged, failed to learn."""
+    scored = scored_metric(runs, curves)
+    t = scored.groupby(["task", "strategy", "status"]).size().unstack(fill_value=0)
+    for s in RUN_STATUS:
+        if s not in t:
+            t[s] = 0
+    t = t[list(RUN_STATUS)].rename(columns={"failed-to-learn": "failed_to_learn"})
+    t.insert(0, "runs", t.sum(axis=1))
+    return t.reset_index()
+
+
 def _ratio(a, b):
-    """a / b, with inf for a positive a over zero (e.g. SGD noise of a deterministic task)."""
-    if b > 0:
-        return float(a / b)
-    return float("inf") if a > 0 else float("nan")
+    """a / b, NaN when b is not positive (then the ratio is not applicable)."""
+    return float(a / b) if b > 0 else float("nan")
 
 
-def reasons_table(runs, gradstats, checkpoint="final"):
-    """One row per (reason, task, cell, T[, τ, schedule]) with the evidence and a finding."""
+def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
+    """One row per (reason, task, cell, T, τ[, schedule]) with the evidence and a finding.
+
+    ``applicable`` is False where the evidence cannot speak (see the module doc);
+    ``supported`` is then False and ``note`` says why.
+    """
     rows = []
     gs = gradstats[gradstats["checkpoint"] == checkpoint]
     if gs.empty:
@@ -111,8 +293,8 @@ def reasons_table(runs, gradstats, checkpoint="final"):
     for (task, cell, T, tau), g in gs[gs["kind"] == "regular"].groupby(["task", "cell", "seq_len", "tau"]):
         cos = float(g["cosine_mean"].mean())
         rows.append({"reason": 1, "task": task, "cell": cell, "T": T, "tau": tau, "schedule": "",
-                     "evidence": "cosine(regular, exact)", "value": cos, "reference": COSINE_SUPPORT,
-                     "supported": cos >= COSINE_SUPPORT})
+                     "evidence": "cosine(regular, exact)", "value": cos, "reference": cosine_support,
+                     "applicable": True, "supported": cos >= cosine_support, "note": ""})
     # (2) MSE of randomized vs regular at the same τ, and variance vs SGD noise
     for (task, cell, T, tau), g in gs.groupby(["task", "cell", "seq_len", "tau"]):
         reg = g[g["kind"] == "regular"]
@@ -120,18 +302,21 @@ def reasons_table(runs, gradstats, checkpoint="final"):
             continue
         reg_mse = float(reg["relative_mse"].iloc[0])
         for _, r in g[g["kind"] == "randomized"].iterrows():
+            noise = float(r["sgd_relative_variance"])
             rows.append({"reason": 2, "task": task, "cell": cell, "T": T, "tau": tau,
                          "schedule": r["schedule"], "evidence": "MSE(randomized) / MSE(regular)",
-                         "value": _ratio(r["relative_mse"], reg_mse),
-                         "reference": 1.0, "supported": bool(r["relative_mse"] >= reg_mse),
-                         "variance_over_sgd_noise": _ratio(r["relative_variance"],
-                                                           r["sgd_relative_variance"])})
+                         "value": _ratio(r["relative_mse"], reg_mse), "reference": 1.0,
+                         "applicable": True, "supported": bool(r["relative_mse"] >= reg_mse),
+                         "variance_over_sgd_noise": _ratio(r["relative_variance"], noise),
+                         "note": "" if noise > 0 else
+                         "no minibatch noise on this task: variance_over_sgd_noise not applicable"})
     # (3) generalization gap and validation metric: regular vs full
     for (task, cell, T), g in runs.groupby(["task", "cell", "T"]):
         full = g[g["strategy"] == "full"]
         if full.empty:
             continue
         sign = 1.0 if bool(g["higher_is_better"].iloc[0]) else -1.0
+        heldout = bool((g["generalization_gap"].fillna(0) != 0).any())
         full_gap = float(full["generalization_gap"].mean())
         full_metric = float(full["final_val_metric"].mean())
         for tau, reg in g[g["strategy"] == "regular"].groupby("tau"):
@@ -139,7 +324,78 @@ def reasons_table(runs, gradstats, checkpoint="final"):
             metric = float(reg["final_val_metric"].mean())
             rows.append({"reason": 3, "task": task, "cell": cell, "T": T, "tau": tau, "schedule": "",
                          "evidence": "gap(regular) - gap(full)", "value": gap - full_gap,
-                         "reference": 0.0,
-                         "supported": bool(gap < full_gap and sign * (metric - full_metric) >= 0),
-                         "metric_regular_minus_full": metric - full_metric})
+                         "reference": 0.0, "applicable": heldout,
+                         "supported": heldout and bool(gap < full_gap
+                                                       and sign * (metric - full_metric) >= 0),
+                         "metric_regular_minus_full": metric - full_metric,
+                         "note": "" if heldout else
+                         "training and validation data do not differ (every gap is 0)"})
+    cols = ["reason", "task", "cell", "T", "tau", "schedule", "evidence", "value", "reference",
+            "applicable", "supported", "variance_over_sgd_noise", "metric_regular_minus_full", "note"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def _reason_of_comparison(verdict, reasons):
+    """Each verdict row with the finding of each reason at its (task, cell, T, τ[, schedule])."""
+    v = verdict.copy()
+    key = ["task", "cell", "T", "tau"]
+    for k in (1, 2, 3):
+        r = reasons[(reasons["reason"] == k) & reasons["applicable"].astype(bool)]
+        on = key + (["schedule"] if k == 2 else [])
+        r = r[on + ["supported"]].drop_duplicates(on).rename(columns={"supported": f"reason{k}"})
+        v = v.merge(r, on=on, how="left")
+    return v
+
+
+def findings_table(verdict, reasons, runs, curves, settings):
+    """One row per task: the outcome, its extremes, and each reason against the outcome.
+
+    For reason k, ``reason{k}_better`` / ``reason{k}_better_of`` count the comparisons
+    where randomized was better in which the reason's evidence holds, and
+    ``reason{k}_rest`` / ``reason{k}_rest_of`` the same among all other comparisons
+    (equivalent, worse or inconclusive); ``_of`` is 0 where the reason was not measured
+    or not applicable.  Reasons 1 and 2 predict no gain for randomized where they hold.
+    """
+    v = _reason_of_comparison(verdict, reasons)
+    scored = scored_metric(runs, curves)
+    rows = []
+    for task, g in v.groupby("task"):
+        margin = settings.margin(task)
+        counts = g["outcome"].value_counts()
+        row = {"task": task, "metric": g["metric"].iloc[0],
+               "split": metric_column(runs).removeprefix("final_").removesuffix("_metric"),
+               "comparisons": len(g), **{c: int(counts.get(c, 0)) for c in stats.CLASSES},
+               "margin_scale": margin.scale, "margin": margin.value, "alpha": settings.alpha,
+               "test": settings.test, "correction": settings.correction,
+               "cosine_support": settings.cosine_support,
+               "seeds_min": int(g["seeds"].min()), "seeds_max": int(g["seeds"].max()),
+               "tested": int(g["p"].notna().sum()),
+               "mde_median": float(g["mde"].median()),
+               "power_at_margin_median": float(g["power_at_margin"].median())}
+        for label, cls, pick in (("best", "better", "idxmax"), ("worst", "worse", "idxmin")):
+            sub = g[g["outcome"] == cls]
+            best = sub.loc[getattr(sub["effect"], pick)()] if len(sub) else None
+            for col in ("schedule", "cell", "T", "tau", "effect", "effect_lo", "effect_hi"):
+                row[f"{label}_{col}"] = best[col] if best is not None else None
+        top = g.loc[g["effect"].idxmax()] if g["effect"].notna().any() else None
+        row["max_effect"] = float(top["effect"]) if top is not None else np.nan
+        row["max_effect_outcome"] = top["outcome"] if top is not None else ""
+        is_better = g["outcome"] == "better"
+        for k in (1, 2, 3):
+            col = g[f"reason{k}"]
+            measured = col.notna()
+            row[f"reason{k}_better"] = int((col[is_better & measured] == True).sum())  # noqa: E712
+            row[f"reason{k}_better_of"] = int((is_better & measured).sum())
+            row[f"reason{k}_rest"] = int((col[~is_better & measured] == True).sum())  # noqa: E712
+            row[f"reason{k}_rest_of"] = int((~is_better & measured).sum())
+        r3 = reasons[(reasons["reason"] == 3) & (reasons["task"] == task)]
+        row["reason3_applicable"] = bool(r3["applicable"].astype(bool).any()) if len(r3) else False
+        r2 = reasons[(reasons["reason"] == 2) & (reasons["task"] == task)]
+        ratio = r2["variance_over_sgd_noise"].astype(np.float64)
+        row["variance_over_sgd_noise_median"] = float(ratio.median()) if ratio.notna().any() else np.nan
+        st = scored[scored["task"] == task]["status"].value_counts()
+        row["runs"] = int(st.sum())
+        row["runs_diverged"] = int(st.get("diverged", 0))
+        row["runs_failed"] = int(st.get("failed-to-learn", 0))
+        rows.append(row)
     return pd.DataFrame(rows)

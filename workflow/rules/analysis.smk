@@ -63,6 +63,16 @@ rule verdict:
             caption="../report/reasons.rst",
             category="Verdict",
         ),
+        findings=report(
+            f"{RESULTS}/tables/findings.csv",
+            caption="../report/findings.rst",
+            category="Verdict",
+        ),
+        run_status=report(
+            f"{RESULTS}/tables/run_status.csv",
+            caption="../report/run_status.rst",
+            category="Verdict",
+        ),
     log:
         f"{RESULTS}/logs/verdict.log",
     benchmark:
@@ -73,8 +83,10 @@ rule verdict:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
         outdir=lambda wildcards, output: os.path.dirname(output.verdict),
+        settings=verdict_args(),
     shell:
-        "python -m bptt verdict --tables {params.tables} --out-dir {params.outdir} > {log} 2>&1"
+        "python -m bptt verdict --tables {params.tables} {params.settings} "
+        "--out-dir {params.outdir} > {log} 2>&1"
 
 
 rule figures:
@@ -109,7 +121,7 @@ rule report_html:
     input:
         figures=rules.figures.output.png,
         verdict=rules.verdict.output,
-        template="report/template.html.j2",
+        template=str(REPORT_TEMPLATE),
     output:
         "report/report.html",
     log:
@@ -121,10 +133,10 @@ rule report_html:
     threads: 1
     params:
         tables=lambda wildcards, input: os.path.dirname(input.verdict[0]),
-        figures=lambda wildcards, input: os.path.dirname(input.figures[0]),
+        captions=os.path.join(workflow.basedir, "workflow", "report"),
         benchmarks=f"{RESULTS}/benchmarks",
         config=workflow.configfiles[-1],
     shell:
-        "python -m bptt report --tables {params.tables} --figures {params.figures} "
-        "--config {params.config} --template {input.template} "
+        "python -m bptt report --tables {params.tables} --figures {input.figures} "
+        "--captions {params.captions} --config {params.config} "
         "--benchmarks {params.benchmarks} --out {output} > {log} 2>&1"

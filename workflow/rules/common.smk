@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from bptt.data import TASKS
 from bptt.estimators import format_spec, strategy_name
+from bptt.templates import REPORT as REPORT_TEMPLATE
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -48,7 +49,7 @@ FIGURE_NAMES = [
     "walltime",
 ]
 TABLE_NAMES = ["runs", "curves", "summary", "gradstats", "lagprofile"]
-VERDICT_NAMES = ["verdict", "verdict_counts", "reasons"]
+VERDICT_NAMES = ["verdict", "verdict_counts", "reasons", "findings", "run_status"]
 
 
 def task_settings(task):
@@ -227,3 +228,17 @@ def train_seconds(wildcards):
 def train_priority(wildcards):
     first = FIRST if wildcards.strategy == "full" else 0
     return first + int(train_seconds(wildcards))
+
+
+def verdict_args():
+    """The verdict's statistics settings (config key verdict) as command-line options."""
+    v = config["verdict"]
+    margins = " ".join(
+        f"--margin {task}={scale}:{value}"
+        for task in config["tasks"]
+        for scale, value in v["margins"][task].items()
+    )
+    return (
+        f"{margins} --alpha {v['alpha']} --test {v['test']} "
+        f"--correction {v['correction']} --cosine-support {v['cosine_support']}"
+    )

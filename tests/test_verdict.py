@@ -1,0 +1,231 @@
+"""The verdict on synthetic runs: classes, run status and scoring, and a report whose
+sentences hold for every outcome the tables can hold."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bptt import verdict as V
+from bptt.io import write_csv
+from bptt.report import render_report
+from bptt.tables import summarize_runs
+
+SEEDS = 10
+TASKS = {  # metric, higher is better, chance, typical value
+    "timemachine": ("perplexity", False, 27.0, 8.0),
+    "recall": ("accuracy", True, 0.125, 0.6),
+    "influence": ("loss", False, float("nan"), 5.0),
+}
+SETTINGS = V.Settings(margins={"timemachine": V.Margin("relative", 0.01),
+                               "recall": V.Margin("absolute", 0.02),
+                               "influence": V.Margin("relative", 0.01)})
+
+
+def make_runs(effects, seeds=SEEDS, noise=0.002, init=None):
+    """Synthetic runs and curves.
+
+    effects: {task: {strategy: f}} with f(regular_metric, seed) -> that strategy's metric;
+    regular's metric is the task's typical value times (1 + noise·N(0, 1)) per seed.
+    """
+    rng = np.random.default_rng(0)
+    runs, curves = [], []
+    for task, strategies in effects.items():
+        name, higher, chance, base = TASKS[task]
+        cell = "influence" if task == "influence" else "tanh"
+        reg = base * (1 + noise * rng.standard_normal(seeds))
+        for strategy, f in {"full": lambda r, s: r, "regular": lambda r, s: r, **strategies}.items():
+            tau = 0 if strategy == "full" else 4
+            for seed in range(seeds):
+                metric = float(f(reg[seed], seed))
+                key = dict(task=task, cell=cell, T=16, strategy=strategy, tau=tau, seed=seed)
+                runs.append({**key, "schedule": strategy.removeprefix("randomized-")
+                             if strategy.startswith("randomized-") else "",
+                             "estimator": strategy, "metric_name": name, "higher_is_better": higher,
+                             "chance": chance, "diverged": not np.isfinite(metric),
+                             "final_val_metric": metric, "final_val_loss": 1.0,
+                             "final_train_eval_loss": 0.9 if task != "influence" else 1.0,
+                             "generalization_gap": 0.1 if task != "influence" else 0.0,
+                             "wall_time": 1.0, "fit_time": 1.0})
+                start = init if init is not None else (chance if np.isfinite(chance) else 2 * base)
+                curves += [{**key, "update": 0, "val_metric": start},
+                           {**key, "update": 10, "val_metric": metric}]
+    return pd.DataFrame(runs), pd.DataFrame(curves)
+
+
+def make_gradstats(runs, cosine=0.95, mse_ratio=2.0):
+    rows = []
+    for (task, cell, T), _ in runs.groupby(["task", "cell", "T"]):
+        common = dict(task=task, cell=cell, seq_len=T, checkpoint="final", tau=4.0,
+                      sgd_relative_variance=0.0 if task == "influence" else 0.5,
+                      relative_variance=0.1)
+        rows.append({**common, "kind": "regular", "schedule": "", "estimator": "regular(4)",
+                     "strategy": "regular", "cosine_mean": cosine, "relative_mse": 0.1,
+                     "relative_variance": 0.0})
+        for s in ("constant", "power"):
+            rows.append({**common, "kind": "randomized", "schedule": s, "estimator": f"randomized-{s}(4)",
+                         "strategy": f"randomized-{s}", "cosine_mean": 0.5,
+                         "relative_mse": 0.1 * mse_ratio})
+    return pd.DataFrame(rows)
+
+
+def verdict_of(runs, curves):
+    return V.verdict_table(runs, curves, SETTINGS).set_index(["task", "schedule"])
+
+
+def test_known_effects_land_in_their_class():
+    runs, curves = make_runs({
+        "timemachine": {"randomized-constant": lambda r, s: r * 0.95 * (1 + 0.001 * (-1) ** s),  # 5% lower
+                        "randomized-power": lambda r, s: r * (1 + 0.0005 * (-1) ** s)},
+        "recall": {"randomized-constant": lambda r, s: r + 0.1 + 0.01 * (s % 2),
+                   "randomized-power": lambda r, s: r - 0.1 + 0.01 * (-1) ** s},
+    })
+    v = verdict_of(runs, curves)
+    assert v.loc[("timemachine", "constant"), "outcome"] == "better"
+    assert v.loc[("timemachine", "constant"), "effect"] == pytest.approx(1 / 0.95 - 1, rel=1e-3)
+    assert v.loc[("timemachine", "power"), "outcome"] == "equivalent"
+    assert v.loc[("recall", "constant"), "outcome"] == "better"
+    assert v.loc[("recall", "constant"), "effect"] == pytest.approx(0.105, abs=1e-9)
+    assert v.loc[("recall", "power"), "outcome"] == "worse"
+    # one family: Holm over the four comparisons
+    from bptt.stats import adjust
+    np.testing.assert_allclose(v["p_adjusted"], adjust(v["p"].to_numpy(), "holm"))
+    assert set(v["margin_scale"]) == {"relative", "absolute"}
+
+
+def test_worse_than_chance_is_failed_to_learn_not_a_tie():
+    """Perplexity 1e37 in both arms: flagged, scored alike, no test, not "equivalent"."""
+    runs, curves = make_runs({"timemachine": {
+        "randomized-constant": lambda r, s: 1e37 * (1 + s),
+        "randomized-power": lambda r, s: r}})
+    broken = (runs.strategy == "regular") & (runs.task == "timemachine")
+    runs.loc[broken, "final_val_metric"] = 1e36 * (1 + runs.loc[broken, "seed"])
+    scored = V.scored_metric(runs, curves)
+    assert set(scored[scored.strategy == "regular"]["status"]) == {"failed-to-learn"}
+    v = verdict_of(runs, curves)
+    both = v.loc[("timemachine", "constant")]
+    assert both["outcome"] == "inconclusive" and np.isnan(both["p"])
+    assert "both strategies" in both["note"]
+    assert both["regular_failed"] == SEEDS and both["randomized_failed"] == SEEDS
+    # regular failed, randomized learned: randomized is better, not tied
+    assert v.loc[("timemachine", "power"), "outcome"] == "better"
+
+
+def test_a_task_without_chance_level_fails_to_learn_against_its_start():
+    runs, curves = make_runs({"influence": {"randomized-constant": lambda r, s: 50.0 + s,  # start: 10
+                                            "randomized-power": lambda r, s: r}})
+    scored = V.scored_metric(runs, curves)
+    status = scored.groupby("strategy")["status"].agg(set)
+    assert status["randomized-constant"] == {"failed-to-learn"}
+    assert status["regular"] == {"ok"}
+    v = verdict_of(runs, curves)
+    assert v.loc[("influence", "constant"), "outcome"] == "worse"
+
+
+def test_diverged_runs_are_scored_as_the_worst_and_counted():
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: np.nan if s < 3 else r,
+                                         "randomized-power": lambda r, s: r}})
+    scored = V.scored_metric(runs, curves)
+    bad = scored[(scored.strategy == "randomized-constant") & (scored.seed < 3)]
+    assert set(bad["status"]) == {"diverged"}
+    # the worst of the trained runs, the start and chance: chance (0.125) for accuracy
+    assert np.allclose(bad["score"], 0.125)
+    v = verdict_of(runs, curves)
+    assert v.loc[("recall", "constant"), "randomized_diverged"] == 3
+    status = V.status_table(runs, curves).set_index(["task", "strategy"])
+    assert status.loc[("recall", "randomized-constant"), "diverged"] == 3
+    assert status.loc[("recall", "randomized-constant"), "ok"] == SEEDS - 3
+
+
+def test_settings_are_checked_with_the_key_named():
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r}})
+    with pytest.raises(ValueError, match="verdict.margins.recall"):
+        V.verdict_table(runs, curves, V.Settings(margins={}))
+    with pytest.raises(ValueError, match="positive metric"):
+        V._effects(np.array([0.0]), np.array([1.0]), True, V.Margin("relative", 0.01))
+    with pytest.raises(ValueError, match="task=scale:value"):
+        V.parse_margin("recall:0.02")
+    with pytest.raises(ValueError, match="valid: relative, absolute"):
+        V.parse_margin("recall=percent:2")
+    assert V.parse_margin("timemachine=relative:0.01") == ("timemachine", V.Margin("relative", 0.01))
+    with pytest.raises(ValueError, match="valid: holm, bh"):
+        V.Settings(correction="bonferroni")
+
+
+SCENARIOS = {  # randomized's metric from regular's (lower is better, except recall's r < 1)
+    "all better": lambda r, s: r * (0.9 if r > 1 else 1.2) * (1 + 0.001 * (-1) ** s),
+    "all worse": lambda r, s: r * (1.1 if r > 1 else 0.8) * (1 + 0.001 * (-1) ** s),
+    "all equivalent": lambda r, s: r * (1 + 0.0005 * (-1) ** s),
+    "inconclusive": lambda r, s: r * (1 + 0.2 * (-1) ** s),
+    "randomized never learns": lambda r, s: 1e37 if r > 1 else 0.0,
+}
+
+
+def _render(tmp_path, runs, curves, gradstats):
+    tables = tmp_path / "tables"
+    v = V.verdict_table(runs, curves, SETTINGS)
+    reasons = V.reasons_table(runs, gradstats, SETTINGS.cosine_support)
+    for name, df in {"runs": runs, "verdict": v, "verdict_counts": V.counts_table(v),
+                     "reasons": reasons, "summary": summarize_runs(runs), "gradstats": gradstats,
+                     "findings": V.findings_table(v, reasons, runs, curves, SETTINGS),
+                     "run_status": V.status_table(runs, curves)}.items():
+        write_csv(tables / f"{name}.csv", df)
+    figs, caps = tmp_path / "figures", tmp_path / "captions"
+    caps.mkdir()
+    (caps / "final_metric.rst").write_text("A caption.")
+    figs.mkdir()
+    (figs / "final_metric.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "config.yaml").write_text("schedules:\n  power: {alpha: 2.5}\n  constant: {}\n")
+    render_report(tables, [figs / "final_metric.png"], caps, tmp_path / "config.yaml",
+                  tmp_path / "out" / "report.html")
+    html = (tmp_path / "out" / "report.html").read_text()
+    prose = re.sub(r"<table.*?</table>", "", html, flags=re.S)
+    return v, prose
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_report_sentence_holds_for_the_outcome(tmp_path, monkeypatch, scenario):
+    f = SCENARIOS[scenario]
+    runs, curves = make_runs({task: {"randomized-constant": f, "randomized-power": f}
+                              for task in TASKS})
+    monkeypatch.chdir(tmp_path)  # the packaged template does not depend on the working directory
+    v, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    text = re.sub(r"<[^>]+>", " ", prose)
+    assert not re.search(r"\b(nan|inf|None)\b", text), re.findall(r".{60}\b(?:nan|inf|None)\b.{20}", text)
+    assert "α = 2.5" in text and "α = 1.5" not in text  # the schedule's parameter from the config
+    gains = re.findall(r"Largest significant gain for randomized: .*?effect ([+-][\d.e+-]+)", text)
+    if (v["outcome"] == "better").any():
+        assert gains and all(float(g) > 0 for g in gains)
+    else:
+        assert not gains
+    losses = re.findall(r"Largest significant loss: .*?effect ([+-][\d.e+-]+)", text)
+    assert all(float(x) < 0 for x in losses)
+    assert ("No comparison contradicts the claim" in text) == (not (v["outcome"] == "better").any())
+    # influence has no minibatch noise and no held-out data: said so, not a number
+    assert "not applicable (this task has no minibatch noise)" in text
+    assert "Reason 3 (truncation regularizes) is not applicable" in text
+    if scenario == "randomized never learns":
+        assert "failed to learn" in text and (v["outcome"] == "worse").all()
+
+
+def test_report_module_does_not_import_matplotlib():
+    code = "import sys, bptt.report; assert 'matplotlib' not in sys.modules, 'imported'"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_task_whose_runs_all_diverge_still_gets_a_verdict_and_a_report(tmp_path):
+    runs, curves = make_runs({task: {"randomized-constant": lambda r, s: r * (1 + 0.01 * (-1) ** s)}
+                              for task in TASKS})
+    dead = runs.task == "influence"
+    runs.loc[dead, "final_val_metric"] = np.nan
+    runs.loc[dead, "diverged"] = True
+    v, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    row = v.set_index("task").loc["influence"]
+    assert row["outcome"] == "inconclusive" and "both strategies" in row["note"]
+    text = re.sub(r"<[^>]+>", " ", prose)
+    assert "No point estimate favours randomized truncation" in text
+    assert "not computable" in text
+    assert not re.search(r"\b(nan|inf|None)\b", text)
