@@ -44,7 +44,8 @@ def make_runs(effects, seeds=SEEDS, noise=0.002, init=None):
                 key = dict(task=task, cell=cell, T=16, strategy=strategy, tau=tau, seed=seed)
                 runs.append({**key, "schedule": strategy.removeprefix("randomized-")
                              if strategy.startswith("randomized-") else "",
-                             "estimator": strategy, "metric_name": name, "higher_is_better": higher,
+                             "kind": strategy.split("-")[0], "estimator": strategy,
+                             "metric_name": name, "higher_is_better": higher,
                              "chance": chance, "diverged": not np.isfinite(metric),
                              "final_val_metric": metric, "final_val_loss": 1.0,
                              "final_train_eval_loss": 0.9 if task != "influence" else 1.0,
