@@ -21,6 +21,15 @@ stop() {  # stop NAME PIDFILE
     rm -f "$pidfile"
 }
 
+# Jobs first (a test that timed out leaves some running): slurmstepd outlives slurmd.
+if grep -qsF "$MARK" /etc/slurm/slurm.conf && scontrol ping >/dev/null 2>&1; then
+    jobs=$(squeue -h -o %i 2>/dev/null)
+    if [ -n "$jobs" ]; then
+        echo "slurm-down: cancelling jobs $(echo $jobs)" >&2
+        scancel $jobs
+        for _ in $(seq 30); do [ -z "$(squeue -h -t R,CG -o %i 2>/dev/null)" ] && break; sleep 1; done
+    fi
+fi
 stop slurmd "$STATE/run/slurmd.pid"
 stop slurmctld "$STATE/run/slurmctld.pid"
 stop slurmdbd "$STATE/run/slurmdbd.pid"
