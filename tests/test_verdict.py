@@ -147,6 +147,8 @@ def test_settings_are_checked_with_the_key_named():
         V.verdict_table(runs, curves, V.Settings(margins={}))
     with pytest.raises(ValueError, match="positive metric"):
         V._effects(np.array([0.0]), np.array([1.0]), True, V.Margin("relative", 0.01))
+    with pytest.raises(ValueError, match="select one run per grid point"):
+        V.verdict_table(pd.concat([runs, runs]), curves, SETTINGS)
     with pytest.raises(ValueError, match="task=scale:value"):
         V.parse_margin("recall:0.02")
     with pytest.raises(ValueError, match="valid: relative, absolute"):
@@ -230,3 +232,12 @@ def test_a_task_whose_runs_all_diverge_still_gets_a_verdict_and_a_report(tmp_pat
     assert "No point estimate favours randomized truncation" in text
     assert "not computable" in text
     assert not re.search(r"\b(nan|inf|None)\b", text)
+
+
+def test_the_test_split_is_judged_when_runs_have_it():
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r + 0.1 + 0.01 * (s % 2)}})
+    runs["test_metric"] = runs["final_val_metric"] - 0.05  # best checkpoint, scored on test
+    v = V.verdict_table(runs, curves, SETTINGS)
+    assert v["regular_mean"].iloc[0] == pytest.approx(runs[runs.strategy == "regular"]["test_metric"].mean())
+    reasons = V.reasons_table(runs, make_gradstats(runs), 0.9)
+    assert V.findings_table(v, reasons, runs, curves, SETTINGS)["split"].iloc[0] == "test"

@@ -48,7 +48,7 @@ from . import stats
 
 SCALES = ("relative", "absolute")
 RUN_STATUS = ("ok", "diverged", "failed-to-learn")
-METRIC_COLUMNS = ("final_test_metric", "final_val_metric")  # the first present is judged
+METRIC_COLUMNS = ("test_metric", "final_val_metric")  # the first present is judged
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,11 @@ def _effects(reg, rnd, higher, margin):
 def verdict_table(runs, curves, settings):
     """One row per (task, cell, T, τ, schedule): effect, interval, p-values, class."""
     runs = scored_metric(runs, curves)
+    key = ["task", "cell", "T", "strategy", "tau", "seed"]
+    if runs.duplicated(key).any():
+        dup = runs[runs.duplicated(key, keep=False)].iloc[0]
+        raise ValueError(f"several runs per (task, cell, T, strategy, τ, seed), e.g. {dict(dup[key])}: "
+                         "select one run per grid point (e.g. the chosen learning rate) first")
     regular = runs[runs["strategy"] == "regular"]
     randomized = runs[runs["kind"] == "randomized"]
     rows, effects, margins = [], [], []
