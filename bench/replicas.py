@@ -127,7 +127,7 @@ class Workload:
             est_rngs = [np.random.default_rng(r) for r in range(self.R)]
             for u in range(updates):
                 X, Y, mask = self.batches[u % len(self.batches)]
-                plans = [est.plan(self.T, 1, rng) for rng in est_rngs]
+                plans = est.plans(self.T, est_rngs)  # = [est.plan(T, 1, rng) for rng in est_rngs]
                 _, G = E.group_loss_and_gradients(model, thetas, X, Y, mask, plans)
                 clip_rows(G)
                 adam.step(thetas, G)

@@ -87,6 +87,35 @@ def test_group_with_per_sequence_cut_patterns(cell):
     assert_group_equals_alone(model, thetas, X, Y, mask, plans)
 
 
+@pytest.mark.parametrize("spec", ["randomized:power:4", "randomized:constant:3", "randomized:minlen:6",
+                                  "randomized:artbp:5", "windowed:3", "full"])
+@pytest.mark.parametrize("B", [None, 3])
+def test_plans_of_a_group_equal_plans_drawn_one_run_at_a_time(spec, B):
+    est = E.parse_estimator(spec)
+    T = 40
+    together = est.plans(T, [np.random.default_rng(s) for s in range(5)], B)
+    for s, (m, inject, reduce) in enumerate(together):
+        m1, inject1, reduce1 = est.plan(T, 1, np.random.default_rng(s), B)
+        np.testing.assert_array_equal(m, m1)
+        assert reduce == reduce1 and (inject is None) == (inject1 is None)
+
+
+def test_cuts_from_uniforms_equal_the_stepwise_hazard():
+    """The sampler with a table of π_k makes the decisions of π_k evaluated per step."""
+    from bptt.schedules import make_schedule
+
+    rng = np.random.default_rng(0)
+    for name, mean in [("power", 8), ("artbp", 5), ("minlen", 6), ("constant", 3)]:
+        sch = make_schedule(name, mean)
+        u = rng.random((50, 64))
+        cuts = sch.cuts_from_uniforms(u)
+        age = np.ones(50, dtype=np.int64)
+        for t in range(1, 64):
+            keep = u[:, t] < sch.keep_prob(age)
+            np.testing.assert_array_equal(cuts[:, t], ~keep)
+            age = np.where(keep, age + 1, 1)
+
+
 def test_group_of_one():
     model, thetas, X, Y, mask = group_problem("gru", 1)
     assert_group_equals_alone(model, thetas, X, Y, mask, plans_for(["windowed:2"], 9))

@@ -48,6 +48,11 @@ class Estimator:
     deterministic = True
     tau = 0  # truncation length or mean segment length; 0: no truncation
 
+    def plans(self, T, rngs, B=None):
+        """One-gradient plans (K = 1) of R runs trained as a group, one per rng (the runs'
+        estimator streams): the list ``[self.plan(T, 1, rng, B) for rng in rngs]``."""
+        return [self.plan(T, 1, rng, B) for rng in rngs]
+
     def plan(self, T, K, rng, B=None):
         """Return ``(multipliers (K', T) or (K', B, T), inject (K', T) | None, reduce)``.
 
@@ -181,6 +186,15 @@ class Randomized(Estimator):
             raise ValueError("randomized estimator needs an rng")
         cuts = self.schedule.sample_cuts(T, rng, size=K if B is None else (K, B))
         return self.schedule.multipliers(cuts), None, False
+
+    def plans(self, T, rngs, B=None):
+        """One-gradient plans of R runs, each from its own rng: exactly
+        ``[self.plan(T, 1, rng, B) for rng in rngs]``, with one sampling loop for all."""
+        if any(rng is None for rng in rngs):
+            raise ValueError("randomized estimator needs an rng")
+        shape = (1, T) if B is None else (1, B, T)
+        m = self.schedule.multipliers(self.schedule.cuts_from_uniforms(np.stack([rng.random(shape) for rng in rngs])))
+        return [(row, None, False) for row in m]
 
 
 KINDS = ("full", "regular", "windowed", "randomized")

@@ -89,12 +89,19 @@ class Schedule:
         All uniforms are drawn up front, so the result depends only on the rng state.
         """
         shape = () if size is None else tuple(int(n) for n in np.atleast_1d(size))
-        u = rng.random(shape + (T,))
-        cuts = np.zeros(shape + (T,), dtype=bool)
+        return self.cuts_from_uniforms(rng.random(shape + (T,)))
+
+    def cuts_from_uniforms(self, u):
+        """Cut patterns (..., T) from uniforms u (..., T): the edge into step t is kept when
+        ``u[..., t] < π_k``, k the age of the current segment.  Vectorized over the leading
+        axes, so that the patterns of many runs are drawn in one loop over t."""
+        T = u.shape[-1]
+        keep_prob = self.keep_prob(np.arange(1, T + 1))  # π_k for every age k <= T
+        cuts = np.zeros(u.shape, dtype=bool)
         cuts[..., 0] = True
-        age = np.ones(shape, dtype=np.int64)
+        age = np.ones(u.shape[:-1], dtype=np.int64)
         for t in range(1, T):
-            keep = u[..., t] < self.keep_prob(age)
+            keep = u[..., t] < keep_prob[age - 1]
             cuts[..., t] = ~keep
             age = np.where(keep, age + 1, 1)
         return cuts
