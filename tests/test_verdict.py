@@ -20,9 +20,10 @@ TASKS = {  # metric, higher is better, chance, typical value
     "recall": ("accuracy", True, 0.125, 0.6),
     "influence": ("loss", False, float("nan"), 5.0),
 }
+TESTING = dict(alpha=0.05, test="t", correction="holm", cosine_support=0.9)
 SETTINGS = V.Settings(margins={"timemachine": V.Margin("relative", 0.01),
                                "recall": V.Margin("absolute", 0.02),
-                               "influence": V.Margin("relative", 0.01)})
+                               "influence": V.Margin("relative", 0.01)}, **TESTING)
 
 
 def make_runs(effects, seeds=SEEDS, noise=0.002, init=None):
@@ -144,7 +145,7 @@ def test_diverged_runs_are_scored_as_the_worst_and_counted():
 def test_settings_are_checked_with_the_key_named():
     runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r}})
     with pytest.raises(ValueError, match="verdict.margins.recall"):
-        V.verdict_table(runs, curves, V.Settings(margins={}))
+        V.verdict_table(runs, curves, V.Settings(margins={}, **TESTING))
     with pytest.raises(ValueError, match="positive metric"):
         V._effects(np.array([0.0]), np.array([1.0]), True, V.Margin("relative", 0.01))
     with pytest.raises(ValueError, match="select one run per grid point"):
@@ -155,7 +156,7 @@ def test_settings_are_checked_with_the_key_named():
         V.parse_margin("recall=percent:2")
     assert V.parse_margin("timemachine=relative:0.01") == ("timemachine", V.Margin("relative", 0.01))
     with pytest.raises(ValueError, match="valid: holm, bh"):
-        V.Settings(correction="bonferroni")
+        V.Settings(margins={}, **{**TESTING, "correction": "bonferroni"})
 
 
 SCENARIOS = {  # randomized's metric from regular's (lower is better, except recall's r < 1)

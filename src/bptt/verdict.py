@@ -39,7 +39,7 @@ outcome of the comparisons they are meant to explain (``findings_table``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -86,15 +86,19 @@ def parse_margin(text):
                          f"{', '.join(SCALES)} and a positive value ({e})") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything the verdict decides with; each value is written into its tables."""
+    """Everything the verdict decides with; each value is written into its tables.
 
-    margins: dict = field(default_factory=dict)  # task -> Margin
-    alpha: float = 0.05
-    test: str = "t"
-    correction: str = "holm"
-    cosine_support: float = 0.9
+    No defaults here: they live in the config schema (key ``verdict``), which the
+    pipeline passes on through the ``verdict`` command's options.
+    """
+
+    margins: dict  # task -> Margin
+    alpha: float
+    test: str
+    correction: str
+    cosine_support: float
 
     def __post_init__(self):
         if not 0 < self.alpha < 0.5:
