@@ -145,12 +145,13 @@ def test_classes_and_untestable_comparisons():
     np.testing.assert_allclose(S.adjust(out["p"][:4], "holm"), out["p_adj"][:4])
 
 
-def test_two_seeds_work_and_one_seed_is_refused():
+def test_two_seeds_work_and_one_seed_has_no_test():
     d = np.array([[0.1, 0.3]])
     out = S.compare(d, 0.05)
     assert np.isfinite(out["p"][0]) and out["outcome"][0] == "inconclusive"
     assert out["mde"][0] > 1.0  # two seeds detect only effects far larger than the spread
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        S.compare(np.array([[0.1]]), 0.05)
+    one = S.compare([np.array([0.1]), np.array([0.1, 0.3, 0.2])], 0.05)  # one seed: no test
+    assert np.isnan(one["p"][0]) and np.isnan(one["lo"][0]) and np.isnan(one["mde"][0])
+    assert one["outcome"][0] == "inconclusive" and np.isfinite(one["p"][1])
     with pytest.raises(ValueError, match="margins must be > 0"):
         S.tost_pvalue(d, 0.0)

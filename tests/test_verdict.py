@@ -242,3 +242,12 @@ def test_the_test_split_is_judged_when_runs_have_it():
     assert v["regular_mean"].iloc[0] == pytest.approx(runs[runs.strategy == "regular"]["test_metric"].mean())
     reasons = V.reasons_table(runs, make_gradstats(runs), 0.9)
     assert V.findings_table(v, reasons, runs, curves, SETTINGS)["split"].iloc[0] == "test"
+
+
+def test_one_seed_gives_a_verdict_without_tests(tmp_path):
+    runs, curves = make_runs({"timemachine": {"randomized-constant": lambda r, s: r * 0.9}}, seeds=1)
+    v, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    assert (v["outcome"] == "inconclusive").all() and (v["note"] == "no test: one seed").all()
+    text = re.sub(r"<[^>]+>", " ", prose)
+    assert "one seed allows no test" in text
+    assert not re.search(r"\b(nan|inf|None)\b", text)

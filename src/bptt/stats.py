@@ -164,7 +164,7 @@ def mean_interval(d, level=0.95):
     if ok.any():
         ci = stats.ttest_1samp(d[ok], 0.0, axis=-1).confidence_interval(level)
         lo[ok], hi[ok] = ci.low, ci.high
-    const = ~ok & np.all(np.isfinite(d), axis=-1)
+    const = ~ok & np.all(np.isfinite(d), axis=-1) & (d.shape[-1] >= 2)
     lo[const], hi[const] = mean[const], mean[const]  # no spread: the interval is the point
     return mean, lo, hi
 
@@ -218,6 +218,8 @@ def compare(d, margin, alpha=0.05, test="t", correction="holm"):
 
     d: (m, n) paired differences, positive favouring randomized, or a list of m 1-D
     arrays of different lengths (the family is still one family); margin: scalar or (m,).
+    A comparison with one seed, or without variation over seeds, has no test (NaN
+    p-values, outside the family, inconclusive).
     Returns a dict of (m,) arrays: mean, lo, hi (t interval at 1 - alpha), p, p_adj,
     p_tost, p_tost_adj, significant (p_adj < alpha), outcome (one of CLASSES), sd,
     mde (difference test, power 0.8, unadjusted alpha) and power_at_margin (power of
@@ -230,8 +232,8 @@ def compare(d, margin, alpha=0.05, test="t", correction="holm"):
     lengths = np.array([len(x) for x in rows])
     if m == 0:
         raise ValueError("no comparisons")
-    if lengths.min() < 2:
-        raise ValueError(f"a paired test needs at least 2 seeds, got {lengths.min()}")
+    if lengths.min() < 1:
+        raise ValueError("a comparison without any paired seed")
     keys = ("mean", "lo", "hi", "p", "p_tost", "sd", "mde", "power_at_margin")
     out = {k: np.full(m, np.nan) for k in keys}
     for n in np.unique(lengths):
@@ -240,7 +242,7 @@ def compare(d, margin, alpha=0.05, test="t", correction="holm"):
         out["mean"][idx], out["lo"][idx], out["hi"][idx] = mean_interval(dn, 1 - alpha)
         out["p"][idx] = difference_pvalue(dn, test)
         out["p_tost"][idx] = tost_pvalue(dn, margin[idx], test)
-        sd = dn.std(axis=-1, ddof=1)
+        sd = dn.std(axis=-1, ddof=1) if n >= 2 else np.full(len(idx), np.nan)
         out["sd"][idx] = sd
         out["mde"][idx] = minimum_detectable_effect(sd, n, alpha)
         ok = np.isfinite(sd) & (sd > 0)

@@ -240,6 +240,8 @@ def _notes(v, out):
     for (_, r), p in zip(v.iterrows(), out["p"]):
         if np.isfinite(p):
             notes.append("")
+        elif r["seeds"] < 2:
+            notes.append("no test: one seed")
         elif r["regular_failed"] + r["regular_diverged"] == r["seeds"] and \
                 r["randomized_failed"] + r["randomized_diverged"] == r["seeds"]:
             notes.append("no test: both strategies diverged or failed to learn in every seed")
