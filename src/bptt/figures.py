@@ -230,7 +230,7 @@ def verdict_heatmap(t):
     scheds = [s for s in SCHEDULES if s in set(v.schedule)]
     fig, axes = plt.subplots(len(tasks), len(scheds), figsize=(3.2 * len(scheds), 2.6 * len(tasks)),
                              squeeze=False)
-    mark = {"better": "+", "equivalent": "=", "worse": "−", "inconclusive": "·", "mixed": "~"}
+    mark = {"better": "+", "equivalent": "=", "worse": "−", "inconclusive": "?", "mixed": "~"}
     for i, task in enumerate(tasks):
         sub = v[v.task == task]
         lim = np.nanmax(np.abs(sub.relative_effect)) or 1.0
@@ -242,12 +242,13 @@ def verdict_heatmap(t):
             grid = g["effect"].unstack("tau")
             ann = g["outcome"].map(mark).unstack("tau").reindex_like(grid)
             sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-lim, vmax=lim, annot=ann, fmt="",
+                        annot_kws={"fontsize": 13, "fontweight": "bold"},
                         cbar=j == len(scheds) - 1, cbar_kws={"label": "relative effect"})
             ax.set_title(f"{task}: {sched}")
             ax.set_xlabel("τ")
             ax.set_ylabel("T")
     fig.suptitle("Randomized vs regular, relative effect (positive: randomized better; mean over "
-                 "cells). + better, = equivalent, − worse, · inconclusive, ~ mixed over cells",
+                 "cells). + better, = equivalent, − worse, ? inconclusive, ~ mixed over cells",
                  y=1.02)
     fig.tight_layout()
     return fig
