@@ -26,5 +26,5 @@ include: "workflow/rules/bench.smk"
 rule all:
     input:
         "report/report.html",
-        expand("results/figures/{name}.png", name=FIGURE_NAMES),
-        expand("results/tables/{name}.csv", name=TABLE_NAMES + VERDICT_NAMES),
+        expand("results/figures/{name}.png", name=FIGURES),
+        expand("results/tables/{name}.csv", name=TABLES + VERDICT_TABLES),

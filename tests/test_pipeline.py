@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bptt.figures import FIGURES
+from bptt.names import FIGURES, TABLES, VERDICT_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -133,8 +133,7 @@ def test_smoke_study_end_to_end(tmp_path):
     assert 'id="verdict-table"' in html and "<table" in html
     assert "randomized truncation beat regular truncation" in html
     assert "<strong>Why.</strong>" in html and "the claim" in html
-    for table in ("runs", "curves", "summary", "gradstats", "lagprofile", "verdict",
-                  "verdict_counts", "reasons", "findings", "run_status"):
+    for table in TABLES + VERDICT_TABLES:
         assert (wd / "results/tables" / f"{table}.csv").stat().st_size > 0
     for name in FIGURES:
         assert (wd / "results/figures" / f"{name}.svg").exists()

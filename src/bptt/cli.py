@@ -73,7 +73,7 @@ def build_parser():
     g.add_argument("--lr", nargs="+", type=float, default=0.005, help="per run: learning rate")
     g.add_argument("--clip", nargs="+", type=float, default=1.0,
                    help="per run: gradient-norm clipping threshold (0: off)")
-    g.add_argument("--updates", type=int, default=500, help="number of parameter updates")
+    g.add_argument("--updates", type=int, default=300, help="number of parameter updates")
     g.add_argument("--eval-every", type=int, default=25, help="updates between evaluations")
     g.add_argument("--eval-sequences", type=int, default=64, help="sequences in the fixed evaluation sets")
     g.add_argument("--checkpoints", type=_int_list, default=[], help="comma list of updates to save (0: init)")

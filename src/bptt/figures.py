@@ -17,6 +17,7 @@ import seaborn as sns  # noqa: E402
 
 from .data import VOCAB, load_timemachine  # noqa: E402
 from .estimators import make_estimator, strategy_name  # noqa: E402
+from . import names  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .schedules import SCHEDULES  # noqa: E402
 
@@ -279,19 +280,10 @@ def bench(t):
     return g.figure
 
 
-FIGURES = {
-    "segmentation": segmentation,
-    "lagprofile": lagprofile,
-    "bias": bias,
-    "variance": variance,
-    "cosine": cosine,
-    "curves": curves,
-    "final_metric": final_metric,
-    "verdict_heatmap": verdict_heatmap,
-    "walltime": walltime,
-}
+# each figure is drawn by the function of its name (bptt.names declares the names)
+FIGURES = {name: globals()[name] for name in names.FIGURES}
 # the appendix figure needs the opt-in peer benchmark
-ALL_FIGURES = {**FIGURES, "bench": bench}
+ALL_FIGURES = {**FIGURES, **{name: globals()[name] for name in names.APPENDIX_FIGURES}}
 
 
 def save(fig, stem):
@@ -307,7 +299,7 @@ def load_tables(tables_dir):
 
     d = Path(tables_dir)
     t = {}
-    for name in ("runs", "curves", "summary", "gradstats", "lagprofile", "verdict", "bench"):
+    for name in names.TABLES + names.VERDICT_TABLES + ("bench",):
         p = d / f"{name}.csv"
         if p.exists():
             t[name] = pd.read_csv(p, keep_default_na=True)

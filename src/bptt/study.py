@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .names import TABLES, VERDICT_TABLES
+
 
 def add_study_commands(sub, fmt):
     p = sub.add_parser("tables", help="tidy tables from run folders and gradient statistics",
@@ -15,7 +17,7 @@ def add_study_commands(sub, fmt):
     p.add_argument("--lagprofile", required=True, help="CSV file from lagprofile")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
     p.add_argument("--out-dir", required=True,
-                   help="folder for runs.csv, curves.csv, summary.csv, gradstats.csv, lagprofile.csv")
+                   help="folder for " + ", ".join(f"{name}.csv" for name in TABLES))
 
     p = sub.add_parser("verdict", help="randomized vs regular, paired by seed; the three reasons",
                        formatter_class=fmt)
@@ -30,8 +32,7 @@ def add_study_commands(sub, fmt):
                    help="reason 1 is supported where regular(τ)'s cosine with the exact gradient "
                         "is at least this (e.g. 0.9)")
     p.add_argument("--out-dir", required=True,
-                   help="folder for verdict.csv, verdict_counts.csv, reasons.csv, findings.csv, "
-                        "run_status.csv")
+                   help="folder for " + ", ".join(f"{name}.csv" for name in VERDICT_TABLES))
 
     p = sub.add_parser("figures", help="the study's figures (SVG and PNG)", formatter_class=fmt)
     p.add_argument("--tables", default=None, help="folder with the tables (not needed for bench)")
@@ -56,12 +57,11 @@ def cmd_tables(args):
     from .tables import load_gradstats, load_runs, summarize_runs
 
     runs, curves = load_runs(args.runs)
+    tables = {"runs": runs, "curves": curves, "summary": summarize_runs(runs, args.seed),
+              "gradstats": load_gradstats(args.gradstats), "lagprofile": pd.read_csv(args.lagprofile)}
     out = Path(args.out_dir)
-    write_csv(out / "runs.csv", runs)
-    write_csv(out / "curves.csv", curves)
-    write_csv(out / "summary.csv", summarize_runs(runs, args.seed))
-    write_csv(out / "gradstats.csv", load_gradstats(args.gradstats))
-    write_csv(out / "lagprofile.csv", pd.read_csv(args.lagprofile))
+    for name in TABLES:
+        write_csv(out / f"{name}.csv", tables[name])
 
 
 def cmd_verdict(args):

@@ -73,7 +73,7 @@ class RunConfig:
     optimizer: str = "adam"
     lr: float = 0.005
     clip: float = 1.0
-    updates: int = 500
+    updates: int = 300
     eval_every: int = 25
     eval_sequences: int = 64
     checkpoints: list = field(default_factory=list)

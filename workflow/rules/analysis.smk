@@ -5,31 +5,7 @@ rule tables:
         gradstats=gradstats_files(),
         lagprofile=f"{RESULTS}/lagprofile/lagprofile.csv",
     output:
-        runs=report(
-            f"{RESULTS}/tables/runs.csv",
-            caption="../report/runs.rst",
-            category="Tables",
-        ),
-        curves=report(
-            f"{RESULTS}/tables/curves.csv",
-            caption="../report/curves_table.rst",
-            category="Tables",
-        ),
-        summary=report(
-            f"{RESULTS}/tables/summary.csv",
-            caption="../report/summary.rst",
-            category="Tables",
-        ),
-        gradstats=report(
-            f"{RESULTS}/tables/gradstats.csv",
-            caption="../report/gradstats_table.rst",
-            category="Tables",
-        ),
-        lagprofile=report(
-            f"{RESULTS}/tables/lagprofile.csv",
-            caption="../report/lagprofile_table.rst",
-            category="Tables",
-        ),
+        **table_outputs(TABLES, "Tables"),
     log:
         f"{RESULTS}/logs/tables.log",
     benchmark:
@@ -48,31 +24,7 @@ rule verdict:
     input:
         tables=rules.tables.output,
     output:
-        verdict=report(
-            f"{RESULTS}/tables/verdict.csv",
-            caption="../report/verdict.rst",
-            category="Verdict",
-        ),
-        counts=report(
-            f"{RESULTS}/tables/verdict_counts.csv",
-            caption="../report/verdict_counts.rst",
-            category="Verdict",
-        ),
-        reasons=report(
-            f"{RESULTS}/tables/reasons.csv",
-            caption="../report/reasons.rst",
-            category="Verdict",
-        ),
-        findings=report(
-            f"{RESULTS}/tables/findings.csv",
-            caption="../report/findings.rst",
-            category="Verdict",
-        ),
-        run_status=report(
-            f"{RESULTS}/tables/run_status.csv",
-            caption="../report/run_status.rst",
-            category="Verdict",
-        ),
+        **table_outputs(VERDICT_TABLES, "Verdict"),
     log:
         f"{RESULTS}/logs/verdict.log",
     benchmark:
@@ -97,12 +49,12 @@ rule figures:
         svg=[
             report(
                 f"{RESULTS}/figures/{name}.svg",
-                caption=f"../report/{name}.rst",
+                caption=f"../report/figures/{name}.rst",
                 category="Figures",
             )
-            for name in FIGURE_NAMES
+            for name in FIGURES
         ],
-        png=[f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES],
+        png=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
     log:
         f"{RESULTS}/logs/figures.log",
     benchmark:
@@ -133,7 +85,7 @@ rule report_html:
     threads: 1
     params:
         tables=lambda wildcards, input: os.path.dirname(input.verdict[0]),
-        captions=os.path.join(workflow.basedir, "workflow", "report"),
+        captions=os.path.join(workflow.basedir, "workflow", "report", "figures"),
         benchmarks=f"{RESULTS}/benchmarks",
         config=workflow.configfiles[-1],
     shell:

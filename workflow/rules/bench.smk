@@ -25,10 +25,10 @@ rule bench_figure:
     input:
         f"{RESULTS}/bench/peer.csv",
     output:
-        png=f"{RESULTS}/figures/bench.png",
+        png=f"{RESULTS}/figures/{BENCH_FIGURE}.png",
         svg=report(
-            f"{RESULTS}/figures/bench.svg",
-            caption="../report/bench.rst",
+            f"{RESULTS}/figures/{BENCH_FIGURE}.svg",
+            caption=f"../report/figures/{BENCH_FIGURE}.rst",
             category="Appendix",
         ),
     log:
@@ -39,9 +39,10 @@ rule bench_figure:
         "../../environment.yml"
     threads: 1
     params:
+        figure=BENCH_FIGURE,
         outdir=lambda wildcards, output: os.path.dirname(output.png),
     shell:
-        "python -m bptt figures --only bench --bench {input} "
+        "python -m bptt figures --only {params.figure} --bench {input} "
         "--out-dir {params.outdir} > {log} 2>&1"
 
 

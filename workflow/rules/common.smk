@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from bptt.data import TASKS
 from bptt.estimators import format_spec, strategy_name
+from bptt.names import BENCH_FIGURE, FIGURES, TABLES, VERDICT_TABLES
 from bptt.templates import REPORT as REPORT_TEMPLATE
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -37,19 +38,18 @@ RESULTS = "results"
 RUN_GROUP = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}"
 RUN = f"{RUN_GROUP}/seed~{{seed}}"
 GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
-FIGURE_NAMES = [
-    "segmentation",
-    "lagprofile",
-    "bias",
-    "variance",
-    "cosine",
-    "curves",
-    "final_metric",
-    "verdict_heatmap",
-    "walltime",
-]
-TABLE_NAMES = ["runs", "curves", "summary", "gradstats", "lagprofile"]
-VERDICT_NAMES = ["verdict", "verdict_counts", "reasons", "findings", "run_status"]
+
+
+def table_outputs(names, category):
+    """Named report() outputs ``results/tables/<name>.csv``, each with its caption."""
+    return {
+        name: report(
+            f"{RESULTS}/tables/{name}.csv",
+            caption=f"../report/tables/{name}.rst",
+            category=category,
+        )
+        for name in names
+    }
 
 
 def task_settings(task):
