@@ -120,9 +120,9 @@ def bias(t):
 
 def variance(t):
     gs = _gs(t)
-    long = gs.melt(id_vars=["task", "checkpoint", "strategy", "tau", "sgd_relative_variance"],
+    long = gs.melt(id_vars=["task", "checkpoint", "kind", "strategy", "tau", "sgd_relative_variance"],
                    value_vars=["relative_variance", "relative_mse"], var_name="quantity")
-    long = long[(long.quantity == "relative_mse") | long.strategy.str.startswith("randomized")]
+    long = long[(long.quantity == "relative_mse") | (long.kind == "randomized")]
     g = sns.relplot(data=long, x="tau", y="value", hue="strategy", style="quantity",
                     hue_order=_order(long.strategy), palette=_palette(long.strategy), col="task",
                     row="checkpoint", kind="line", marker="o", errorbar=None, height=2.8,
