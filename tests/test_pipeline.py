@@ -51,16 +51,18 @@ def test_default_study_plans_the_full_grid(tmp_path):
     out = snakemake(workdir(tmp_path), "-n", "--forceall")
     assert out.returncode == 0, out.stderr[-3000:]
     # a training job writes the folders of a group of runs: read the runs from its outputs
-    keys = ("task", "cell", "T", "strategy", "tau", "seed")
+    keys = ("task", "cell", "T", "strategy", "tau", "lr", "seed")
     jobs = [dict(zip(keys, m)) for m in re.findall(
-        r"task~([^/]+)/cell~([^/]+)/T~(\d+)/strategy~([^/]+)/tau~(\d+)/seed~(\d+)/final\.json", out.stdout)]
-    values = {key: {job[key] for job in jobs} for key in ("task", "cell", "T", "strategy", "tau", "seed")}
+        r"task~([^/]+)/cell~([^/]+)/T~(\d+)/strategy~([^/]+)/tau~(\d+)/lr~([^/]+)/seed~(\d+)/final\.json",
+        out.stdout)]
+    values = {key: {job[key] for job in jobs} for key in keys}
     assert values["task"] == {"timemachine", "recall", "influence"}
     assert {"tanh", "gru"} <= values["cell"]
     assert len(values["T"]) >= 3 and len(values["tau"] - {"0"}) >= 3
     assert {f"randomized-{s}" for s in ("constant", "minlen", "power", "artbp")} | {
         "full", "regular"} <= values["strategy"]
     assert len(values["seed"]) >= 5
+    assert len(values["lr"]) >= 3  # every strategy at its own best learning rate of a grid
 
 
 def test_lint_is_clean():

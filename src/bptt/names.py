@@ -25,8 +25,9 @@ BENCH_FIGURE = "bench"
 
 APPENDIX_FIGURES = (BENCH_FIGURE,)
 
-TABLES = ("runs", "curves", "summary", "gradstats", "lagprofile")
-"""Written by ``python -m bptt tables``: ``results/tables/<name>.csv``."""
+TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "lagprofile")
+"""Written by ``python -m bptt tables``: ``results/tables/<name>.csv``. ``runs`` and
+``curves`` hold each grid point at its chosen learning rate, ``runs_all`` every rate."""
 
 VERDICT_TABLES = ("verdict", "verdict_counts", "reasons", "findings", "run_status")
 """Written by ``python -m bptt verdict``: ``results/tables/<name>.csv``."""

@@ -55,10 +55,17 @@ def add_study_commands(sub, fmt):
 def cmd_tables(args):
     from .io import write_csv
     from .tables import load_gradstats, load_runs, summarize_runs
+    from .tuning import GRID_KEYS, select_learning_rates
 
-    runs, curves = load_runs(args.runs)
-    tables = {"runs": runs, "curves": curves, "summary": summarize_runs(runs, args.seed),
-              "gradstats": load_gradstats(args.gradstats), "lagprofile": pd.read_csv(args.lagprofile)}
+    runs_all, curves = load_runs(args.runs)
+    runs, choices = select_learning_rates(runs_all)  # each grid point at its chosen rate
+    keys = GRID_KEYS + ["lr", "seed"]
+    runs_all = runs_all.merge(runs[keys].assign(lr_chosen=True), on=keys, how="left")
+    runs_all["lr_chosen"] = runs_all["lr_chosen"].eq(True)
+    curves = curves.merge(runs[keys], on=keys, how="inner")
+    tables = {"runs": runs, "runs_all": runs_all, "lr_choices": choices, "curves": curves,
+              "summary": summarize_runs(runs, args.seed), "gradstats": load_gradstats(args.gradstats),
+              "lagprofile": pd.read_csv(args.lagprofile)}
     out = Path(args.out_dir)
     for name in TABLES:
         write_csv(out / f"{name}.csv", tables[name])

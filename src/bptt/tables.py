@@ -18,6 +18,15 @@ import pandas as pd
 from .io import read_json
 
 
+# training to convergence, fair tuning and realised costs (see train.py and costs.py)
+CONVERGENCE_COLUMNS = (
+    "best_val_metric", "best_val_loss", "best_train_eval_loss", "best_update", "test_metric",
+    "test_loss", "stop_reason", "converged", "late_improvement", "updates_done", "epochs_done",
+    "clip_fraction", "mean_cuts", "mean_peak_stored_steps", "max_peak_stored_steps",
+    "mean_backward_steps", "theta", "theta_star",
+)
+
+
 def load_runs(final_paths):
     """(runs, curves) DataFrames from a list of ``final.json`` paths."""
     runs, curves = [], []
@@ -26,7 +35,7 @@ def load_runs(final_paths):
         final = read_json(path)  # nulls (diverged runs) back to NaN
         cfg = final["config"]
         key = {"task": cfg["task"], "cell": final["cell"], "T": cfg["seq_len"],
-               "strategy": final["strategy"], "tau": final["tau"], "seed": cfg["seed"]}
+               "strategy": final["strategy"], "tau": final["tau"], "lr": cfg["lr"], "seed": cfg["seed"]}
         runs.append({
             **key,
             "schedule": final["schedule"],
@@ -45,6 +54,7 @@ def load_runs(final_paths):
             "fit_time": final["fit_time"],
             "tokens_per_s": final["tokens_per_s"],
             "peak_backward_steps": final["peak_backward_steps"],
+            **{k: final.get(k, np.nan) for k in CONVERGENCE_COLUMNS},
             "hidden": cfg["hidden"],
             "updates": cfg["updates"],
             "path": str(path.parent),
@@ -55,7 +65,7 @@ def load_runs(final_paths):
         curves.append(curve)
     if not runs:
         raise ValueError("no runs given")
-    runs = pd.DataFrame(runs).sort_values(["task", "cell", "T", "strategy", "tau", "seed"])
+    runs = pd.DataFrame(runs).sort_values(["task", "cell", "T", "strategy", "tau", "lr", "seed"])
     curves = pd.concat(curves, ignore_index=True)
     return runs.reset_index(drop=True), curves
 

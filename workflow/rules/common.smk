@@ -1,4 +1,5 @@
 import itertools
+import re
 
 import jsonschema
 import yaml
@@ -31,12 +32,18 @@ def _check_config(cfg):
 
 
 _check_config(config)
+with open(SCHEMA) as f:
+    # a config's task_defaults need not repeat every documented default
+    DOCUMENTED_TASK_DEFAULTS = yaml.safe_load(f)["properties"]["task_defaults"][
+        "default"
+    ]
 
 RESULTS = "results"
-# One training job trains a group: the runs of one (task, cell, T, strategy, τ), all
-# seeds, in one process (bptt.train.fit); each run still gets its own folder.
+# One training job trains a group: the runs of one (task, cell, T, strategy, τ), every
+# learning rate of its grid and every seed, in one process (bptt.train.fit); each run
+# still gets its own folder. A run's lr folder names its factor of the task's lr.
 RUN_GROUP = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}"
-RUN = f"{RUN_GROUP}/seed~{{seed}}"
+RUN = f"{RUN_GROUP}/lr~{{lr}}/seed~{{seed}}"
 GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
 
 
@@ -53,13 +60,27 @@ def table_outputs(names, category):
 
 
 def task_settings(task):
-    """The task's settings on top of task_defaults."""
-    return {**config["task_defaults"], **(config["tasks"][task] or {})}
+    """The task's settings on top of task_defaults, on top of the schema's defaults."""
+    return {
+        **DOCUMENTED_TASK_DEFAULTS,
+        **config["task_defaults"],
+        **(config["tasks"][task] or {}),
+    }
 
 
 def task_cells(task):
     """The cells trained on ``task``: its own dynamics if it has them, else the grid's."""
     return [TASKS[task].cell] if TASKS[task].cell else config["cells"]
+
+
+def lr_labels():
+    """The lr folder names: each factor of training.lr_factors, e.g. '0.5x'."""
+    return [f"{float(f):g}x" for f in config["training"]["lr_factors"]]
+
+
+def run_lr(task, label):
+    """The learning rate of the run in folder lr~<label> of ``task``."""
+    return float(task_settings(task)["lr"]) * float(label.removesuffix("x"))
 
 
 def task_grid(task):
@@ -88,13 +109,23 @@ def runs():
     out = []
     for task in config["tasks"]:
         seq_lens, taus = task_grid(task)
-        for cell, T, strategy, seed in itertools.product(
-            task_cells(task), seq_lens, training_strategies(), range(config["seeds"])
+        for cell, T, strategy, lr, seed in itertools.product(
+            task_cells(task),
+            seq_lens,
+            training_strategies(),
+            lr_labels(),
+            range(config["seeds"]),
         ):
             for tau in [0] if strategy == "full" else [t for t in taus if t < T]:
                 out.append(
                     dict(
-                        task=task, cell=cell, T=T, strategy=strategy, tau=tau, seed=seed
+                        task=task,
+                        cell=cell,
+                        T=T,
+                        strategy=strategy,
+                        tau=tau,
+                        lr=lr,
+                        seed=seed,
                     )
                 )
     return out
@@ -107,10 +138,21 @@ def run_files(name):
 def group_run_files(name):
     """The file ``name`` of every run of one group, its wildcards left open."""
     return expand(
-        f"{RESULTS}/train/{RUN_GROUP}/seed~{{seed}}/{name}",
+        f"{RESULTS}/train/{RUN_GROUP}/lr~{{lr}}/seed~{{seed}}/{name}",
+        lr=lr_labels(),
         seed=range(config["seeds"]),
         allow_missing=True,
     )
+
+
+def group_run_options(wildcards, output):
+    """--lr and --seed of every run of a group, in the order of its output folders."""
+    lrs, seeds = [], []
+    for path in output.final:
+        found = re.search(r"/lr~([^/]+)/seed~(\d+)/", path)
+        lrs.append(f"{run_lr(wildcards.task, found.group(1)):g}")
+        seeds.append(found.group(2))
+    return f"--lr {' '.join(lrs)} --seed {' '.join(seeds)}"
 
 
 def gradstats_files():
@@ -144,15 +186,18 @@ def task_args(task, cell, T):
 
 
 def train_args(wildcards):
-    """Options shared by the runs of a group; ``--seed`` and ``--out`` list the runs."""
+    """Options shared by the runs of a group; ``--lr``, ``--seed`` and ``--out`` list the runs."""
     s = task_settings(wildcards.task)
     tr = config["training"]
     return (
         f"{task_args(wildcards.task, wildcards.cell, wildcards.T)} "
         f"--estimator {estimator_spec(wildcards.strategy, wildcards.tau)} "
-        f"--optimizer {s['optimizer']} --lr {s['lr']} --clip {s['clip']} "
-        f"--updates {s['updates']} --eval-every {tr['eval_every']} "
-        f"--eval-sequences {tr['eval_sequences']} --dtype {tr['dtype']}"
+        f"--optimizer {s['optimizer']} --clip {s['clip']} "
+        f"--updates {s['updates']} --patience {s['patience']} "
+        f"--init {s['init']} --init-scale {s['init_scale']} "
+        f"--eval-every {tr['eval_every']} --eval-sequences {tr['eval_sequences']} "
+        f"--dtype {tr['dtype']} --cut-pattern {tr['cut_pattern']} "
+        f"--converge-window {tr['converge_window']} --converge-tol {tr['converge_tol']}"
     )
 
 
@@ -178,6 +223,7 @@ def full_run_dir(wildcards):
         T=wildcards.T,
         strategy="full",
         tau=0,
+        lr="1x",
         seed=0,
     )
 
@@ -200,7 +246,7 @@ def train_mem_mb(wildcards):
     s = task_settings(wildcards.task)
     B = TASKS[wildcards.task].batch_size or int(s["batch_size"])
     per_run = int(s["hidden"]) * B * int(wildcards.T) // 64
-    return 500 + per_run + config["seeds"] * per_run // 8
+    return 500 + per_run + config["seeds"] * len(lr_labels()) * per_run // 8
 
 
 # Scheduling: both cores should stay busy to the end of the study, so the long jobs
@@ -221,7 +267,7 @@ def train_seconds(wildcards):
     B = TASKS[wildcards.task].batch_size or int(s["batch_size"])
     H = int(s["hidden"])
     per_step_ms = 0.03 + 0.7e-6 * B * H * H * CELL_GATES[wildcards.cell]
-    steps = config["seeds"] * int(s["updates"]) * int(wildcards.T)
+    steps = config["seeds"] * len(lr_labels()) * int(s["updates"]) * int(wildcards.T)
     return steps * per_step_ms / 1000
 
 

@@ -21,8 +21,8 @@ rule train:
         runtime=30,
     params:
         args=train_args,
-        seeds=list(range(config["seeds"])),
+        runs=group_run_options,
         outdirs=lambda wildcards, output: [os.path.dirname(f) for f in output.final],
     shell:
-        "python -m bptt train {params.args} --seed {params.seeds} "
+        "python -m bptt train {params.args} {params.runs} "
         "--out {params.outdirs} > {log} 2>&1"
