@@ -43,3 +43,48 @@ def test_figures_draws_exactly_the_declared_figures():
 
     assert tuple(FIGURES) == names.FIGURES
     assert tuple(ALL_FIGURES) == names.FIGURES + names.APPENDIX_FIGURES
+
+
+def _schema():
+    import yaml
+
+    return yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def _valid_values():
+    """(where in the schema, its valid values, the package's registry of them)."""
+    from bptt.cells import CELLS
+    from bptt.data import TASKS
+    from bptt.estimators import KINDS
+    from bptt.initialization import INITS
+    from bptt.schedules import SCHEDULES
+    from bptt.stats import CORRECTIONS, TESTS
+    from bptt.train import CUT_PATTERNS, DTYPES, OPTIMIZERS
+
+    s = _schema()
+    p, task = s["properties"], s["definitions"]["task_settings"]["properties"]
+    own_cells = {"influence"}  # the influence task's own dynamics, not a cell to choose
+    return [
+        ("tasks", set(p["tasks"]["properties"]), set(TASKS)),
+        ("schedules", set(p["schedules"]["properties"]), set(SCHEDULES)),
+        ("cells", set(p["cells"]["items"]["enum"]), set(CELLS) - own_cells),
+        ("lagprofile.cells", set(p["lagprofile"]["properties"]["cells"]["items"]["enum"]),
+         set(CELLS) - own_cells),
+        ("strategies", set(p["strategies"]["items"]["enum"]), set(KINDS)),
+        ("gradstats.estimators", set(p["gradstats"]["properties"]["estimators"]["items"]["enum"]),
+         set(KINDS) - {"full"}),
+        ("optimizer", set(task["optimizer"]["enum"]), set(OPTIMIZERS)),
+        ("init", set(task["init"]["enum"]), set(INITS)),
+        ("training.dtype", set(p["training"]["properties"]["dtype"]["enum"]), set(DTYPES)),
+        ("training.cut_pattern", set(p["training"]["properties"]["cut_pattern"]["enum"]),
+         set(CUT_PATTERNS)),
+        ("verdict.test", set(p["verdict"]["properties"]["test"]["enum"]), set(TESTS)),
+        ("verdict.correction", set(p["verdict"]["properties"]["correction"]["enum"]),
+         set(CORRECTIONS)),
+    ]
+
+
+def test_the_schemas_valid_values_are_the_packages():
+    """The config schema must list its choices statically; they are the package's registries."""
+    differ = {key: (schema, package) for key, schema, package in _valid_values() if schema != package}
+    assert differ == {}
