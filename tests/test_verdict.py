@@ -251,3 +251,16 @@ def test_one_seed_gives_a_verdict_without_tests(tmp_path):
     text = re.sub(r"<[^>]+>", " ", prose)
     assert "one seed allows no test" in text
     assert not re.search(r"\b(nan|inf|None)\b", text)
+
+
+def test_the_learning_rate_sentence_follows_the_tuning_table(tmp_path):
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r}})
+    choices = pd.DataFrame({"task": "recall", "cell": "tanh", "T": 16, "strategy": ["regular"] * 3,
+                            "tau": 4, "lr": [0.005, 0.01, 0.02], "seeds": SEEDS,
+                            "val_metric_mean": [0.5, 0.6, 0.7], "chosen": [False, False, True],
+                            "at_grid_edge": [False, False, True]})
+    write_csv(tmp_path / "tables" / "lr_choices.csv", choices)
+    _, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", prose))
+    assert "best of 3 rates" in text and "for 1 of 1 grid points the best rate lies at an edge" in text
+    assert "One optimizer setting per task" not in text

@@ -102,6 +102,17 @@ def _schedule_params(config, names):
     return out
 
 
+def _tuning(choices):
+    """Size of the learning-rate grid and how often the chosen rate sits at its edge."""
+    if choices is None or choices.empty:
+        return {"rates": 1, "points": 0, "at_edge": 0}
+    keys = [c for c in choices.columns if c not in
+            ("lr", "seeds", "val_metric_mean", "chosen", "at_grid_edge")]
+    chosen = choices[choices["chosen"].astype(bool)]
+    return {"rates": int(choices.groupby(keys)["lr"].nunique().max()), "points": len(chosen),
+            "at_edge": int(chosen["at_grid_edge"].astype(bool).sum())}
+
+
 def _records(df):
     """Rows as dicts with NaN -> None (the template tests ``is none``)."""
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
@@ -123,6 +134,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
     status = pd.read_csv(t / "run_status.csv")
     summary = pd.read_csv(t / "summary.csv")
     gradstats = pd.read_csv(t / "gradstats.csv")
+    lr = pd.read_csv(t / "lr_choices.csv") if (t / "lr_choices.csv").exists() else None
     config_text = Path(config_path).read_text()
     config = yaml.safe_load(config_text) or {}
     schedules = [s for s in SCHEDULES if s in set(verdict["schedule"])]
@@ -163,6 +175,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "commit": _git_commit(),
         "runtime": _runtime(benchmarks, runs),
         "max_wall": float(np.nanmax(runs.wall_time)) if len(runs) else 0.0,
+        "tuning": _tuning(lr),
     }
     template = Path(template_path) if template_path else REPORT
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), autoescape=jinja2.select_autoescape(default=False),
