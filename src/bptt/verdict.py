@@ -285,9 +285,12 @@ def status_table(runs, curves):
     return t.reset_index()
 
 
-def _ratio(a, b):
-    """a / b, NaN when b is not positive (then the ratio is not applicable)."""
-    return float(a / b) if b > 0 else float("nan")
+NO_NOISE = 1e-12  # SGD's relative variance below this is rounding: a deterministic task
+
+
+def _ratio(a, b, floor=0.0):
+    """a / b, NaN when b is not above ``floor`` (then the ratio is not applicable)."""
+    return float(a / b) if b > floor else float("nan")
 
 
 def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
@@ -318,8 +321,8 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
                          "schedule": r["schedule"], "evidence": "MSE(randomized) / MSE(regular)",
                          "value": _ratio(r["relative_mse"], reg_mse), "reference": 1.0,
                          "applicable": True, "supported": bool(r["relative_mse"] >= reg_mse),
-                         "variance_over_sgd_noise": _ratio(r["relative_variance"], noise),
-                         "note": "" if noise > 0 else
+                         "variance_over_sgd_noise": _ratio(r["relative_variance"], noise, NO_NOISE),
+                         "note": "" if noise > NO_NOISE else
                          "no minibatch noise on this task: variance_over_sgd_noise not applicable"})
     # (3) generalization gap and validation metric: regular vs full
     for (task, cell, T), g in runs.groupby(["task", "cell", "T"]):
