@@ -120,6 +120,15 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=3, help="number of random matrices per (cell, radius)")
     p.add_argument("--out", required=True, help="output CSV")
 
+    p = sub.add_parser("anchor", formatter_class=fmt,
+                       help="d2l's RNNScratch run (tanh, H=32, B=1024, T=32, SGD lr 1, clip 1, "
+                            "N(0, 0.01²) init, 100 epochs, full BPTT) beside d2l's reported perplexity")
+    p.add_argument("--updates", type=int, default=1000,
+                   help="updates (1000 = d2l's 100 epochs of 10 minibatches; fewer only for quick checks)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the init and the data order")
+    p.add_argument("--out", required=True, help="run folder (final.json, curve.csv, params.npz, anchor.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
     from .study import add_study_commands
 
     add_study_commands(sub, fmt)
@@ -204,8 +213,16 @@ def cmd_lagprofile(args):
     write_csv(args.out, df)
 
 
+def cmd_anchor(args):
+    from .anchor import run_anchor
+
+    record = run_anchor(args.out, updates=args.updates, seed=args.seed, quiet=args.quiet)
+    print(json.dumps({k: record[k] for k in ("val_perplexity", "d2l_val_perplexity", "train_perplexity",
+                                              "d2l_train_perplexity", "epochs")}))
+
+
 # commands whose --out is a folder (for the others it is a file)
-OUT_IS_FOLDER = {"train"}
+OUT_IS_FOLDER = {"train", "anchor"}
 
 
 def check_outputs(args):

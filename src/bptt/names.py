@@ -25,7 +25,7 @@ BENCH_FIGURE = "bench"
 
 APPENDIX_FIGURES = (BENCH_FIGURE,)
 
-TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "lagprofile")
+TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "lagprofile", "anchor")
 """Written by ``python -m bptt tables``: ``results/tables/<name>.csv``. ``runs`` and
 ``curves`` hold each grid point at its chosen learning rate, ``runs_all`` every rate."""
 

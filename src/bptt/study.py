@@ -16,6 +16,7 @@ def add_study_commands(sub, fmt):
     p.add_argument("--gradstats", nargs="+", required=True, help="CSV files from gradstats")
     p.add_argument("--lagprofile", required=True, help="CSV file from lagprofile")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
+    p.add_argument("--anchor", nargs="*", default=[], help="anchor.json of the d2l anchor (none: no anchor)")
     p.add_argument("--out-dir", required=True,
                    help="folder for " + ", ".join(f"{name}.csv" for name in TABLES))
 
@@ -54,7 +55,7 @@ def add_study_commands(sub, fmt):
 
 def cmd_tables(args):
     from .io import write_csv
-    from .tables import load_gradstats, load_runs, summarize_runs
+    from .tables import load_anchor, load_gradstats, load_runs, summarize_runs
     from .tuning import GRID_KEYS, select_learning_rates
 
     runs_all, curves = load_runs(args.runs)
@@ -65,7 +66,7 @@ def cmd_tables(args):
     curves = curves.merge(runs[keys], on=keys, how="inner")
     tables = {"runs": runs, "runs_all": runs_all, "lr_choices": choices, "curves": curves,
               "summary": summarize_runs(runs, args.seed), "gradstats": load_gradstats(args.gradstats),
-              "lagprofile": pd.read_csv(args.lagprofile)}
+              "lagprofile": pd.read_csv(args.lagprofile), "anchor": load_anchor(args.anchor)}
     out = Path(args.out_dir)
     for name in TABLES:
         write_csv(out / f"{name}.csv", tables[name])

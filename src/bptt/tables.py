@@ -70,6 +70,18 @@ def load_runs(final_paths):
     return runs.reset_index(drop=True), curves
 
 
+ANCHOR_COLUMNS = ("val_perplexity", "d2l_val_perplexity", "val_perplexity_every_offset", "train_perplexity",
+                  "d2l_train_perplexity", "test_perplexity", "epochs", "updates", "best_update",
+                  "clip_fraction", "converged", "diverged", "wall_time", "tokens_per_s", "source")
+
+
+def load_anchor(paths):
+    """One row per ``anchor.json`` of the d2l anchor (no paths: an empty table)."""
+    if len(paths) > 1:
+        raise ValueError(f"one anchor.json expected, got {len(paths)}")
+    return pd.DataFrame([read_json(p) for p in paths], columns=list(ANCHOR_COLUMNS))
+
+
 def bootstrap_mean_ci(values, rng, n_boot=2000, level=0.95):
     """Percentile bootstrap interval of the mean of ``values`` (1-D, NaNs dropped)."""
     v = np.asarray(values, dtype=np.float64)

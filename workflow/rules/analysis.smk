@@ -4,6 +4,7 @@ rule tables:
         curves=run_files("curve.csv"),
         gradstats=gradstats_files(),
         lagprofile=f"{RESULTS}/lagprofile/lagprofile.csv",
+        anchor=anchor_files(),
     output:
         **table_outputs(TABLES, "Tables"),
     log:
@@ -17,7 +18,8 @@ rule tables:
         outdir=lambda wildcards, output: os.path.dirname(output.runs),
     shell:
         "python -m bptt tables --runs {input.runs} --gradstats {input.gradstats} "
-        "--lagprofile {input.lagprofile} --out-dir {params.outdir} > {log} 2>&1"
+        "--lagprofile {input.lagprofile} --anchor {input.anchor} "
+        "--out-dir {params.outdir} > {log} 2>&1"
 
 
 rule verdict:

@@ -155,6 +155,11 @@ def group_run_options(wildcards, output):
     return f"--lr {' '.join(lrs)} --seed {' '.join(seeds)}"
 
 
+def anchor_files():
+    """The d2l anchor's record, if the config runs it."""
+    return [f"{RESULTS}/anchor/anchor.json"] if config["anchor"]["enabled"] else []
+
+
 def gradstats_files():
     out = []
     for task in config["tasks"]:
