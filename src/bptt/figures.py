@@ -20,6 +20,7 @@ from .estimators import make_estimator, strategy_name  # noqa: E402
 from . import names  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .schedules import SCHEDULES  # noqa: E402
+from .verdict import NO_NOISE  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
 FAMILY_ORDER = [strategy_name(k) for k in ("full", "regular", "windowed")] + [
@@ -129,7 +130,11 @@ def variance(t):
                     aspect=1.2, facet_kws={"sharey": False, "sharex": False})
     for (row, col), ax in g.axes_dict.items():
         noise = gs[(gs.checkpoint == row) & (gs.task == col)]["sgd_relative_variance"].mean()
-        ax.axhline(noise, color="black", ls=":", lw=1.2, label="SGD minibatch noise")
+        if noise > NO_NOISE:
+            ax.axhline(noise, color="black", ls=":", lw=1.2, label="SGD minibatch noise")
+        else:  # a deterministic task: its rounding-level "noise" would squash the panel
+            ax.text(0.02, 0.02, "no SGD noise line: no minibatch noise on this task",
+                    transform=ax.transAxes, fontsize=7, color="dimgray")
     g.set(xscale="log", yscale="log", xlabel="τ or mean segment length", ylabel="relative to ‖g‖²")
     _tau_axes(g, gs)
     g.figure.suptitle("Variance and MSE = bias² + variance; dotted: SGD's own minibatch variance",
@@ -154,6 +159,9 @@ def cosine(t):
                                        color=pal[name], alpha=0.6))
             ax.plot([i - 0.3, i + 0.3], [r.cosine_q50] * 2, color="black", lw=1.5)
         ax.set_xticks(range(len(agg)), agg.index, rotation=45, ha="right")
+        if not np.isfinite(agg.to_numpy(dtype=float)).any():
+            ax.text(0.5, 0.5, "no finite cosine: the exact gradient\nis zero at these parameters",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8, color="dimgray")
         ax.set_title(task)
         ax.set_xlim(-0.6, len(agg) - 0.4)
     axes[0][0].set_ylabel("cosine(ĝ, g): 5-25-50-75-95%")
