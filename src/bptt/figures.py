@@ -160,7 +160,7 @@ def cosine(t):
             ax.plot([i - 0.3, i + 0.3], [r.cosine_q50] * 2, color="black", lw=1.5)
         ax.set_xticks(range(len(agg)), agg.index, rotation=45, ha="right")
         if not np.isfinite(agg.to_numpy(dtype=float)).any():
-            ax.text(0.5, 0.5, "no finite cosine: the exact gradient\nis zero at these parameters",
+            ax.text(0.5, 0.5, "no finite cosine: a gradient (exact or\nestimated) is zero at these parameters",
                     ha="center", va="center", transform=ax.transAxes, fontsize=8, color="dimgray")
         ax.set_title(task)
         ax.set_xlim(-0.6, len(agg) - 0.4)
