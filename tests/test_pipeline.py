@@ -1,11 +1,18 @@
 """The Snakemake study: dry runs, lint, formatting, config validation, smoke end to end."""
 
+import hashlib
+import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -20,12 +27,13 @@ def workdir(tmp_path):
     for name in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "profiles").symlink_to("workflow/profiles")
     return tmp_path
 
 
 def snakemake(cwd, *args, timeout=600):
     return subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, umask=0o022)
 
 
 def job_count(output, rule):
@@ -78,28 +86,71 @@ def test_snakefmt_formatted():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def merged(base, change):
+    """``base`` with ``change`` merged in, key by key (nested mappings too)."""
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 @pytest.mark.parametrize(
-    "change,key",
+    "change,key,words",
     [
-        ({"schedules": {"uniform": {}}}, "schedules"),
-        ({"taus": [0, 4]}, "taus.0"),
-        ({"seeds": -2}, "seeds"),
-        ({"cells": ["elman"]}, "cells.0"),
-        ({"tasks": {"copy": {}}}, "tasks"),
-        ({"gradstats": {"batches": 1}}, "gradstats.batches"),
+        ({"schedules": {"uniform": {}}}, "schedules", "valid keys: constant, minlen, power, artbp"),
+        ({"taus": [0, 4]}, "taus.0", ""),
+        ({"seeds": -2}, "seeds", ""),
+        ({"seeds": 2.0}, "seeds", "not of type 'integer'"),
+        ({"cells": ["elman"]}, "cells.0", ""),
+        ({"tasks": {"copy": {}}}, "tasks", ""),
+        ({"gradstats": {"batches": 1}}, "gradstats.batches", ""),
+        # constraints between keys
+        ({"schedules": {"minlen": {"min_length": 4}}}, "schedules.minlen.min_length",
+         "1 <= min_length < mean"),
+        ({"schedules": {"power": {"beta": 2}}}, "schedules.power", "valid keys: alpha"),
+        ({"tasks": {"influence": {"positive": 30}}}, "tasks.influence.positive", "positive <= units"),
+        ({"task_defaults": {"positive": 30}}, "task_defaults.positive", "positive <= units"),
+        ({"tasks": {"recall": {"lag": 12}}}, "tasks.recall.lag", "T > lag=12"),
+        ({"strategies": ["full", "randomized"]}, "strategies", "must include regular"),
+        ({"taus": [100]}, "taus", "no τ below T=12"),
+        ({"taus": [1]}, "taus", "τ̄ >= 2"),
+        ({"strategies": ["regular", "randomized"]}, "gradstats.checkpoints", "add full"),
+        ({"study": "../elsewhere"}, "study", "does not match"),
     ],
 )
-def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path, change, key):
+def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path, change, key, words):
     wd = workdir(tmp_path)
-    cfg = yaml.safe_load((wd / "config/smoke.yaml").read_text())
-    cfg.update(change)
-    (wd / "config/bad.yaml").write_text(yaml.safe_dump(cfg))
-    out = snakemake(wd, "--configfile", "config/bad.yaml", "--cores", "1")
+    cfg = merged(yaml.safe_load((wd / "config/smoke.yaml").read_text()), change)
+    (wd / "config/bad.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    out = snakemake(wd, "--configfile", "config/bad.yaml", "-n")
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "Invalid configuration" in text
-    assert f"config key '{key}'" in text
+    assert f"config key '{key}'" in text, text[-2000:]
+    assert words in text
+    assert "Traceback" not in text
     assert not (wd / "results").exists()
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    wd = workdir(tmp_path)
+    lines = (wd / "config/config.yaml").read_text().splitlines()
+    n = lines.index("seeds: 5")
+    lines[n] = "   seeds: 5"  # bad indentation
+    (wd / "config/config.yaml").write_text("\n".join(lines) + "\n")
+    out = snakemake(wd, "-n")
+    assert out.returncode != 0
+    assert f"YAML syntax error in config/config.yaml, line {n + 1}" in out.stdout + out.stderr
+
+
+def test_pairs_with_tau_at_least_T_are_listed(tmp_path):
+    wd = workdir(tmp_path)
+    cfg = merged(yaml.safe_load((wd / "config/smoke.yaml").read_text()), {"taus": [4, 12, 20]})
+    (wd / "config/skip.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    out = snakemake(wd, "--configfile", "config/skip.yaml", "-n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pairs with τ >= T are skipped" in out.stderr
+    assert "timemachine T=12 τ=12, timemachine T=12 τ=20" in out.stderr
 
 
 def _walk(schema, path=""):
@@ -113,6 +164,8 @@ def test_schema_documents_every_key():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     for key, sub in _walk(schema):
         assert "description" in sub or "$ref" in sub, key
+        if key == "study":  # derived from the config file's name, described
+            continue
         if key.count(".") == 0 or key.split(".")[0] in ("training", "gradstats", "lagprofile", "bench"):
             assert "default" in sub, f"{key} has no default"
     for key, sub in _walk(schema["definitions"]["task_settings"]):
@@ -128,7 +181,7 @@ def test_smoke_study_end_to_end(tmp_path):
     wd = workdir(tmp_path)
     out = snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2", timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-    html = (wd / "report/report.html").read_text()
+    html = (wd / "report/smoke/report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES)
     for name in FIGURES:
         assert f'id="fig-{name}"' in html
@@ -136,9 +189,9 @@ def test_smoke_study_end_to_end(tmp_path):
     assert "randomized truncation beat regular truncation" in html
     assert "<strong>Why.</strong>" in html and "the claim" in html
     for table in TABLES + VERDICT_TABLES:
-        assert (wd / "results/tables" / f"{table}.csv").stat().st_size > 0
+        assert (wd / "results/smoke/tables" / f"{table}.csv").stat().st_size > 0
     for name in FIGURES:
-        assert (wd / "results/figures" / f"{name}.svg").exists()
+        assert (wd / "results/smoke/figures" / f"{name}.svg").exists()
     # Snakemake's own report works too
     rep = snakemake(wd, "--configfile", "config/smoke.yaml", "--report", "report/report.zip")
     assert rep.returncode == 0, rep.stderr[-3000:]
@@ -149,3 +202,129 @@ def test_smoke_study_end_to_end(tmp_path):
     assert again.returncode == 0
     assert job_count(again.stdout + again.stderr, "figures") == 1
     assert job_count(again.stdout + again.stderr, "train") == 0
+
+
+def test_the_default_workflow_profile_is_used(tmp_path):
+    """rerun-incomplete and show-failed-logs hold for the README's plain command."""
+    out = snakemake(workdir(tmp_path), "-n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Using workflow specific profile profiles/default" in out.stderr
+    profile = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert profile["rerun-incomplete"] is True and profile["show-failed-logs"] is True
+
+
+# -- small real studies: interruption, two studies side by side, a diverging task ----------
+
+# the whole DAG in a few seconds per job: one task, one cell, one T, one τ, one schedule
+TINY = {
+    "tasks": {"recall": {"lag": 2, "alphabet": 4, "hidden": 6, "batch_size": 4, "updates": 30}},
+    "cells": ["tanh"],
+    "seq_lens": [6],
+    "taus": [2, 3],
+    "strategies": ["full", "regular", "randomized"],
+    "schedules": {"constant": {}},
+    "seeds": 3,
+    "training": {"eval_every": 10, "eval_sequences": 4},
+    "gradstats": {"checkpoints": ["init", "final"], "estimators": ["regular", "randomized"],
+                  "samples": 3, "batches": 2},
+    "lagprofile": {"cells": ["linear"], "radii": [0.5], "seq_len": 4, "hidden": 4, "seeds": 1},
+}
+TIMING = ("wall_time", "fit_time", "tokens_per_s", "wall_time_mean")
+
+
+def tiny_workdir(path):
+    """A workflow copy whose config/config.yaml is TINY: the README command runs it."""
+    wd = workdir(path)
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(TINY, allow_unicode=True))
+    return wd
+
+
+def tables_without_timing(results):
+    out = {}
+    for name in TABLES:
+        df = pd.read_csv(results / "tables" / f"{name}.csv")
+        out[name] = df.drop(columns=[c for c in TIMING if c in df.columns])
+    return out
+
+
+def digest(folder):
+    return {str(p.relative_to(folder)): (hashlib.sha1(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny study, run once without interruption by the README command."""
+    wd = tiny_workdir(tmp_path_factory.mktemp("tiny"))
+    out = snakemake(wd, "--cores", "2")
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return wd
+
+
+@pytest.mark.slow
+def test_outputs_are_readable_by_others(tiny_study):
+    """Files get the umask's permissions (0644 under umask 022), not mkstemp's 0600."""
+    results = tiny_study / "results/default"
+    files = [tiny_study / "report/report.html", *(results / "tables").glob("*.csv"),
+             *(results / "figures").glob("*.png"), *(results / "train").rglob("final.json"),
+             *(results / "train").rglob("*.npz")]
+    assert len(files) > 20
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupted_study_reruns_to_the_same_tables(tiny_study, tmp_path, how):
+    """Ctrl-C (SIGINT to the process group) or a hard kill mid-training, then the README
+    command again: it reruns what was cut short and ends with the uninterrupted tables."""
+    wd = tiny_workdir(tmp_path)
+    proc = subprocess.Popen(SNAKEMAKE + ["--cores", "2"], cwd=wd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, umask=0o022)
+    train = wd / "results/default/train"
+    deadline = time.time() + 300
+    while len(list(train.rglob("final.json"))) < 3 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, getattr(signal, how))
+    proc.wait(timeout=120)
+    assert proc.returncode != 0, "the study finished before it was interrupted"
+    assert len(list(train.rglob("final.json"))) < 15  # mid-training
+    again = snakemake(wd, "--cores", "all")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    got = tables_without_timing(wd / "results/default")
+    want = tables_without_timing(tiny_study / "results/default")
+    for name in TABLES:
+        pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+
+@pytest.mark.slow
+def test_a_second_study_with_a_diverging_task_leaves_the_first_alone(tiny_study):
+    """Two studies side by side; a task whose runs all diverge still ends in a report."""
+    wd = tiny_study
+    before = digest(wd / "results/default") | digest(wd / "report")
+    cfg = {**TINY, "tasks": {**TINY["tasks"], "influence": {
+        "seq_lens": [20], "taus": [5], "optimizer": "sgd", "lr": 1000.0, "clip": 0.0,
+        "updates": 6}}}
+    (wd / "config/diverging.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    out = snakemake(wd, "--cores", "2", "--configfile", "config/diverging.yaml")
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    # the first study is untouched, byte for byte and in time
+    assert digest(wd / "results/default") | {k: v for k, v in digest(wd / "report").items()
+                                              if not k.startswith("diverging/")} == before
+    runs = pd.read_csv(wd / "results/diverging/tables/runs.csv")
+    influence = runs[runs.task == "influence"]
+    assert len(influence) == 9 and influence["diverged"].all()
+    html = (wd / "report/diverging/report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert "diverged" in html and "all 9 runs diverged" in html
+
+    # a run that rebuilds the tables and then fails leaves no report behind
+    rules = wd / "workflow/rules/analysis.smk"
+    rules.write_text(rules.read_text().replace('"python -m bptt figures --tables', '"exit 1; python -m bptt figures --tables'))
+    failed = snakemake(wd, "--cores", "2", "--configfile", "config/diverging.yaml",
+                       "--forcerun", "tables")
+    assert failed.returncode != 0
+    assert "Removed report/diverging/report.html" in failed.stderr
+    assert not (wd / "report/diverging/report.html").exists()
+    assert (wd / "report/report.html").exists()  # the other study keeps its report

@@ -98,3 +98,9 @@ def test_final_json_of_a_diverged_run_is_strict_json_with_reasons(tmp_path):
     assert final["null_reasons"]["final_val_metric"].startswith("diverged at update")
     assert final["chance"] is None and "no chance level" in final["null_reasons"]["chance"]
     assert np.isfinite(final["init_val_metric"])
+
+
+def test_truncation_at_least_T_is_said_to_be_full_bptt(tmp_path, capsys):
+    assert main(["train", *TINY, "--updates", "2", "--estimator", "regular:100",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "note: regular(100) with T=10 never cuts: it is full BPTT" in capsys.readouterr().err

@@ -106,7 +106,8 @@ def test_sampling_is_reproducible():
         ("minlen", 8, {"min_length": 8}, "min_length < mean"),
         ("minlen", 8, {"min_length": 0}, "min_length"),
         ("power", 8, {"alpha": 1.0}, "alpha must be > 1"),
-        ("power", 8, {"beta": 2}, "bad parameters"),
+        ("power", 8, {"beta": 2}, "no parameter 'beta'; valid parameters: alpha"),
+        ("artbp", 8, {"alpha": 2}, "no parameter 'alpha'; valid parameters: none"),
         ("geometric", 8, {}, "valid schedules: constant, minlen, power, artbp"),
     ],
 )

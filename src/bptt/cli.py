@@ -68,7 +68,8 @@ def build_parser():
     _model_options(p)
     g = p.add_argument_group("training (options marked 'per run' take one value or one per --out)")
     g.add_argument("--estimator", nargs="+", default="full",
-                   help="per run: full | regular:TAU | windowed:TAU | randomized:SCHEDULE:MEAN[:key=value,...]")
+                   help="per run: full | regular:TAU | windowed:TAU | randomized:SCHEDULE:MEAN[:key=value,...] "
+                        "(regular/windowed with TAU >= T never cut: full BPTT)")
     g.add_argument("--optimizer", default="adam", help="sgd | adam")
     g.add_argument("--lr", nargs="+", type=float, default=0.005, help="per run: learning rate")
     g.add_argument("--clip", nargs="+", type=float, default=1.0,
@@ -168,9 +169,14 @@ def _per_run(args):
 
 
 def cmd_train(args):
+    from .estimators import parse_estimator
     from .train import RunConfig, train_group
 
     per_run = _per_run(args)
+    for spec in dict.fromkeys(per_run["estimator"]):
+        est = parse_estimator(spec)
+        if est.kind in ("regular", "windowed") and est.tau >= args.seq_len:
+            print(f"note: {est.label} with T={args.seq_len} never cuts: it is full BPTT", file=sys.stderr)
     shared = _run_config(dict, args, "optimizer", "updates", "eval_every", "eval_sequences",
                          "checkpoints", "dtype", "init", "init_scale", "cut_pattern", "patience",
                          "converge_window", "converge_tol")

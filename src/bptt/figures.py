@@ -50,6 +50,24 @@ def _empty(message):
     return fig
 
 
+def _note(ax, message):
+    """Say in the panel why it has nothing to show (e.g. every run diverged)."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True,
+            fontsize=9, color="dimgray")
+
+
+def _log_scale(axes, axis):
+    """Log scale on the panels that have positive data; the others stay linear.
+
+    matplotlib refuses a log axis whose data are all <= 0 or NaN (a diverged task).
+    """
+    for ax in np.ravel(axes):
+        lim = ax.dataLim
+        hi = lim.x1 if axis == "x" else lim.y1
+        if np.isfinite(hi) and hi > 0:
+            (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
 def segmentation(t):
     """The chapter's figure: where each strategy cuts the opening of The Time Machine."""
     tau = int(_middle(t["runs"]["tau"][t["runs"]["tau"] > 0])) if "runs" in t else 8
@@ -86,7 +104,8 @@ def lagprofile(t):
     g = sns.relplot(data=df, x="k", y="relative_norm", hue="rho", col="cell", kind="line",
                     palette="viridis", errorbar=None, height=3.2, aspect=1.3,
                     facet_kws={"sharey": False})
-    g.set(yscale="log", xlabel="lag k (steps back)", ylabel="‖∂l_T/∂h_{T-k}‖ / ‖∂l_T/∂h_T‖")
+    _log_scale(g.axes, "y")
+    g.set(xlabel="lag k (steps back)", ylabel="‖∂l_T/∂h_{T-k}‖ / ‖∂l_T/∂h_T‖")
     g.figure.suptitle("Gradient carried k steps back, by spectral radius ρ of W_hh", y=1.03)
     return g.figure
 
@@ -113,7 +132,8 @@ def bias(t):
                     palette=_palette(gs.strategy), col="task", row="checkpoint", kind="line",
                     marker="o", errorbar=None, height=2.8, aspect=1.2,
                     facet_kws={"sharey": False, "sharex": False})
-    g.set(xscale="log", xlabel="τ or mean segment length", ylabel="relative bias ‖E ĝ − g‖/‖g‖")
+    _log_scale(g.axes, "x")
+    g.set(xlabel="τ or mean segment length", ylabel="relative bias ‖E ĝ − g‖/‖g‖")
     _tau_axes(g, gs)
     g.figure.suptitle("Bias of each estimator (mean over cells and T)", y=1.02)
     return g.figure
@@ -135,7 +155,9 @@ def variance(t):
         else:  # a deterministic task: its rounding-level "noise" would squash the panel
             ax.text(0.02, 0.02, "no SGD noise line: no minibatch noise on this task",
                     transform=ax.transAxes, fontsize=7, color="dimgray")
-    g.set(xscale="log", yscale="log", xlabel="τ or mean segment length", ylabel="relative to ‖g‖²")
+    _log_scale(g.axes, "x")
+    _log_scale(g.axes, "y")
+    g.set(xlabel="τ or mean segment length", ylabel="relative to ‖g‖²")
     _tau_axes(g, gs)
     g.figure.suptitle("Variance and MSE = bias² + variance; dotted: SGD's own minibatch variance",
                       y=1.02)
@@ -146,6 +168,8 @@ def cosine(t):
     gs = _gs(t, "final")
     if gs.empty:
         gs = _gs(t)
+    if gs.empty:
+        return _empty("no gradient statistics of truncated estimators in this study")
     order = _order(gs.strategy)
     fig, axes = plt.subplots(1, gs.task.nunique(), figsize=(4 * gs.task.nunique(), 3.4),
                              squeeze=False, sharey=True)
@@ -218,9 +242,18 @@ def final_metric(t):
                             marker="o", ms=3, capsize=2, color=pal[name], label=name)
             handles[name] = h
         f = full[(full.task == task) & (full.cell == cell) & (full["T"] == T)]
-        if len(f):
+        if len(f) and np.isfinite(f.metric_mean.iloc[0]):
             handles["full"] = ax.axhline(f.metric_mean.iloc[0], color="black", ls="--", lw=1, label="full")
-        ax.set_xscale("log")
+        both = pd.concat([sub, f])
+        if np.isfinite(both.metric_mean).any():
+            _log_scale(ax, "x")
+            taus = sorted(sub["tau"].unique())
+            ax.set_xticks(taus, [f"{x:g}" for x in taus])
+            ax.minorticks_off()
+        else:
+            _note(ax, f"no final metric: all {int(both.seeds.sum())} runs diverged")
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.set_title(f"{task}, {cell}, T={T}")
         ax.set_xlabel("τ")
         ax.set_ylabel(sub.metric_name.iloc[0])
@@ -242,7 +275,8 @@ def verdict_heatmap(t):
     mark = {"better": "+", "equivalent": "=", "worse": "−", "inconclusive": "?", "mixed": "~"}
     for i, task in enumerate(tasks):
         sub = v[v.task == task]
-        lim = np.nanmax(np.abs(sub.relative_effect)) or 1.0
+        effects = np.abs(sub.relative_effect.to_numpy(dtype=float))
+        lim = np.nanmax(effects) if np.isfinite(effects).any() and np.nanmax(effects) > 0 else 1.0
         for j, sched in enumerate(scheds):
             ax = axes[i][j]
             g = sub[sub.schedule == sched].groupby(["T", "tau"]).agg(
@@ -282,8 +316,8 @@ def bench(t):
     b["label"] = b["workload"] + " " + b["config"] + " " + b["cell"]
     g = sns.catplot(data=b, y="label", x="tokens_per_s", hue="implementation", kind="bar",
                     height=0.3 * b["label"].nunique() + 1.5, aspect=2.2)
-    g.set(xscale="log", xlabel="tokens/s (single thread, float32; K samples count K× tokens)",
-          ylabel="")
+    _log_scale(g.axes, "x")
+    g.set(xlabel="tokens/s (single thread, float32; K samples count K× tokens)", ylabel="")
     g.figure.suptitle("Peer benchmark: bptt against PyTorch", y=1.02)
     return g.figure
 

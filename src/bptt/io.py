@@ -160,6 +160,20 @@ def read_json(path):
     return obj
 
 
+def check_yaml(path):
+    """Raise ValueError naming the file, line and column of a YAML syntax error."""
+    import yaml
+
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise ValueError(f"YAML syntax error in {where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"YAML syntax error in {path}: {e}") from None
+
+
 def write_csv(path, frame):
     """Write a pandas DataFrame atomically (no index)."""
     with atomic_path(path) as tmp:

@@ -32,6 +32,7 @@ True (sequence start) and ``cuts[..., t]`` says whether the edge ``h_{t-1} -> h_
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -298,7 +299,11 @@ def make_schedule(name, mean, **params):
         raise ValueError(
             f"unknown schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}"
         ) from None
-    try:
-        return cls(mean, **params)
-    except TypeError as e:
-        raise ValueError(f"schedule {name!r}: bad parameters {params}: {e}") from None
+    valid = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "mean")]
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        raise ValueError(
+            f"schedule {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(valid) or 'none'}"
+        )
+    return cls(mean, **params)

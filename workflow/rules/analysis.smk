@@ -71,13 +71,16 @@ rule figures:
         "python -m bptt figures --tables {params.tables} --out-dir {params.outdir} > {log} 2>&1"
 
 
+# The report depends on every table, so it is rebuilt whenever they change; a run that
+# fails after changing them removes it (onerror in the Snakefile: drop_stale_report).
 rule report_html:
     input:
         figures=rules.figures.output.png,
+        tables=rules.tables.output,
         verdict=rules.verdict.output,
         template=str(REPORT_TEMPLATE),
     output:
-        "report/report.html",
+        REPORT_HTML,
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:

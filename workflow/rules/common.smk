@@ -1,34 +1,76 @@
 import itertools
+import os
 import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from bptt.data import TASKS
-from bptt.estimators import format_spec, strategy_name
+from bptt.data import TASKS, make_task
+from bptt.estimators import format_spec, parse_estimator, strategy_name
 from bptt.names import BENCH_FIGURE, FIGURES, TABLES, VERDICT_TABLES
 from bptt.templates import REPORT as REPORT_TEMPLATE
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
+def _is_int(checker, value):
+    """JSON schema integers, without 2.0 (range(2.0) fails mid-run)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", _is_int
+    ),
+)
+
+
+def _invalid(*lines):
+    raise WorkflowError("Invalid configuration:\n" + "\n".join(lines))
+
+
+def _key_error(key, message):
+    _invalid(f"  config key '{key}': {message}")
+
+
 def _check_config(cfg):
     """Validate with a message that names the offending key, then fill the defaults."""
     with open(SCHEMA) as f:
         schema = yaml.safe_load(f)
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(cfg),
-        key=lambda e: list(e.path),
-    )
+    errors = sorted(_Validator(schema).iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
         lines = []
         for e in errors:
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            lines.append(f"  config key '{key}': {e.message}")
-        raise WorkflowError("Invalid configuration:\n" + "\n".join(lines))
+            message = e.message
+            if e.validator == "additionalProperties":
+                valid = ", ".join(e.schema.get("properties", {})) or "none"
+                message += f"; valid keys: {valid}"
+            lines.append(f"  config key '{key}': {message}")
+        _invalid(*lines)
     validate(cfg, schema=SCHEMA)
+
+
+def _default_study():
+    """The config file's name (config/smoke.yaml: smoke); config/config.yaml: default."""
+    files = [Path(f) for f in workflow.configfiles]
+    if not files or files[-1].resolve() == Path("config/config.yaml").resolve():
+        return "default"
+    name = files[-1].stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        _key_error(
+            "study",
+            f"the config file name {files[-1].name!r} is not a valid study name; "
+            "set study: to letters, digits, '_', '.' or '-'",
+        )
+    return name
 
 
 _check_config(config)
@@ -38,7 +80,11 @@ with open(SCHEMA) as f:
         "default"
     ]
 
-RESULTS = "results"
+STUDY = config.get("study") or _default_study()
+RESULTS = f"results/{STUDY}"
+# the default study keeps the report where the README points; others get their own
+REPORT_DIR = "report" if STUDY == "default" else f"report/{STUDY}"
+REPORT_HTML = f"{REPORT_DIR}/report.html"
 # One training job trains a group: the runs of one (task, cell, T, strategy, τ), every
 # learning rate of its grid and every seed, in one process (bptt.train.fit); each run
 # still gets its own folder. A run's lr folder names its factor of the task's lr.
@@ -293,3 +339,177 @@ def verdict_args():
         f"{margins} --alpha {v['alpha']} --test {v['test']} "
         f"--correction {v['correction']} --cosine-support {v['cosine_support']}"
     )
+
+
+def _setting_key(task, name):
+    """The config key a task setting comes from (for error messages)."""
+    if name in (config["tasks"][task] or {}):
+        return f"tasks.{task}.{name}"
+    if name in ("seq_lens", "taus"):
+        return name
+    return f"task_defaults.{name}"
+
+
+def _check_grid():
+    """Constraints between keys, checked before any job with the key named.
+
+    Pairs with τ >= T are skipped (regular(τ >= T) is full BPTT) and listed on stderr;
+    a T with no τ < T at all has nothing to compare and is an error.
+    """
+    strategies = set(config["strategies"])
+    missing = {"regular", "randomized"} - strategies
+    if missing:
+        _key_error(
+            "strategies",
+            f"must include {' and '.join(sorted(missing))}: the verdict compares "
+            "randomized(τ̄ = τ) with regular(τ)",
+        )
+    if "final" in config["gradstats"]["checkpoints"] and "full" not in strategies:
+        _key_error(
+            "gradstats.checkpoints",
+            "'final' measures at the parameters of the full-BPTT run of seed 0; "
+            "add full to strategies or drop final",
+        )
+    randomized = "randomized" in strategies or (
+        "randomized" in config["gradstats"]["estimators"]
+    )
+    skipped = []
+    for task in config["tasks"]:
+        s = task_settings(task)
+        seq_lens, taus = task_grid(task)
+        params = {k: s[k] for k in TASK_PARAMS.get(task, ())}
+        try:
+            make_task(task, **params)
+        except ValueError as e:
+            named = [k for k in reversed(params) if k in str(e)] or list(params)
+            _key_error(_setting_key(task, named[0]), str(e))
+        if task == "recall":
+            short = [T for T in seq_lens if T <= s["lag"]]
+            if short:
+                _key_error(
+                    _setting_key(task, "lag"),
+                    f"recall needs every sequence length T > lag={s['lag']}; "
+                    f"{_setting_key(task, 'seq_lens')} has {short}",
+                )
+        for T in seq_lens:
+            used = [tau for tau in taus if tau < T]
+            if not used:
+                _key_error(
+                    _setting_key(task, "taus"),
+                    f"task {task}: no τ below T={T} ({_setting_key(task, 'seq_lens')}); "
+                    "τ >= T never cuts (full BPTT), so nothing is compared at this T",
+                )
+            skipped += [(task, T, tau) for tau in taus if tau >= T]
+        for tau in sorted({tau for T in seq_lens for tau in taus if tau < T}):
+            if not randomized:
+                break
+            if tau < 2:
+                _key_error(
+                    _setting_key(task, "taus"),
+                    f"task {task}: τ={tau}; randomized schedules need a mean segment "
+                    "length τ̄ >= 2 (τ̄ = 1 cuts every step)",
+                )
+            for name, params in config["schedules"].items():
+                try:
+                    parse_estimator(estimator_spec(f"randomized-{name}", tau))
+                except ValueError as e:
+                    named = [k for k in (params or {}) if k in str(e)]
+                    key = f"schedules.{name}" + (f".{named[0]}" if named else "")
+                    _key_error(key, f"at τ̄={tau} ({_setting_key(task, 'taus')}): {e}")
+    if skipped:
+        pairs = ", ".join(f"{task} T={T} τ={tau}" for task, T, tau in skipped)
+        print(
+            f"Note: pairs with τ >= T are skipped (regular(τ >= T) is full BPTT): {pairs}",
+            file=sys.stderr,
+        )
+
+
+TASK_PARAMS = {"recall": ("alphabet", "lag"), "influence": ("units", "positive")}
+
+_check_grid()
+
+
+def drop_stale_report():
+    """After a failed run: remove the report if its tables changed without it.
+
+    A run that rebuilt (or deleted) tables and then failed before the report would
+    otherwise leave a report that no longer describes them.
+    """
+    html = Path(REPORT_HTML)
+    if not html.exists():
+        return
+    tables = [Path(f"{RESULTS}/tables/{n}.csv") for n in TABLES + VERDICT_TABLES]
+    built = html.stat().st_mtime
+    if any(not t.exists() or t.stat().st_mtime > built for t in tables):
+        html.unlink()
+        print(
+            f"Removed {html}: this run changed its tables and failed before "
+            "rebuilding it. Fix the error above and rerun to get a new report.",
+            file=sys.stderr,
+        )
+
+
+# -- recovery from a hard kill ---------------------------------------------------------
+# Snakemake's lock outlives a killed run ("Directory cannot be locked"). Each run
+# records its process; a later run on the same host that finds only dead owners
+# removes the stale lock with `snakemake --unlock` and carries on (incomplete jobs are
+# rerun through the profile's rerun-incomplete).
+OWNERS = Path(".snakemake/bptt-owners")
+
+
+def _owner_record():
+    return OWNERS / f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def record_owner():
+    OWNERS.mkdir(parents=True, exist_ok=True)
+    _owner_record().touch()
+
+
+def release_owner():
+    _owner_record().unlink(missing_ok=True)
+
+
+def unlock_after_a_killed_run():
+    if (
+        not workflow.is_main_process
+        or os.environ.get("BPTT_UNLOCKING")
+        or not OWNERS.is_dir()
+    ):
+        return
+    host = socket.gethostname()
+    stale, live = [], []
+    for record in OWNERS.iterdir():
+        name, _, pid = record.name.rpartition("-")
+        ((stale if name == host and not _alive(int(pid)) else live)).append(record)
+    if not stale or live:
+        return
+    files = [
+        a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--unlock", "--snakefile"]
+        + [str(workflow.main_snakefile), *files],
+        env={**os.environ, "BPTT_UNLOCKING": "1"},
+        capture_output=True,
+        check=True,
+    )
+    for record in stale:
+        record.unlink(missing_ok=True)
+    print(
+        "Note: removed the lock left by a run that was killed; its unfinished jobs rerun.",
+        file=sys.stderr,
+    )
+
+
+unlock_after_a_killed_run()

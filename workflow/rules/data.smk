@@ -1,10 +1,10 @@
 rule corpus:
     output:
-        "results/corpus/timemachine.json",
+        f"{RESULTS}/corpus/timemachine.json",
     log:
-        "results/logs/corpus.log",
+        f"{RESULTS}/logs/corpus.log",
     benchmark:
-        "results/benchmarks/corpus.tsv"
+        f"{RESULTS}/benchmarks/corpus.tsv"
     conda:
         "../../environment.yml"
     threads: 1

@@ -1,6 +1,6 @@
 rule train:
     input:
-        corpus="results/corpus/timemachine.json",
+        corpus=f"{RESULTS}/corpus/timemachine.json",
     output:
         final=group_run_files("final.json"),
         curve=group_run_files("curve.csv"),
