@@ -196,6 +196,11 @@ def test_smoke_study_end_to_end(tmp_path):
     rep = snakemake(wd, "--configfile", "config/smoke.yaml", "--report", "report/report.zip")
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert (wd / "report/report.zip").stat().st_size > 0
+    # its copies of our tables and figures keep their permissions (Snakemake itself
+    # stores its own report.html entry as 0600)
+    with zipfile.ZipFile(wd / "report/report.zip") as z:
+        ours = [i for i in z.infolist() if i.filename.endswith((".csv", ".svg"))]
+        assert ours and all((i.external_attr >> 16) & 0o777 == 0o644 for i in ours)
     # a figure reruns alone
     again = snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "1", "--forcerun",
                       "figures", "-n")
