@@ -1,6 +1,6 @@
 rule anchor:
     input:
-        corpus="results/corpus/timemachine.json",
+        corpus=f"{RESULTS}/corpus/timemachine.json",
     output:
         anchor=f"{RESULTS}/anchor/anchor.json",
         final=f"{RESULTS}/anchor/final.json",
