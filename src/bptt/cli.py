@@ -107,6 +107,8 @@ def build_parser():
     p.add_argument("--batches", type=int, default=8, help="fixed batches (>= 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batches and of the estimator draws")
     p.add_argument("--label", default="", help="free text stored in the 'checkpoint' column")
+    p.add_argument("--cut-pattern", default="per_sequence",
+                   help="randomized samples: per_sequence (each sequence its own cuts, as training) | per_batch")
     p.add_argument("--out", required=True, help="output CSV")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -201,7 +203,8 @@ def cmd_gradstats(args):
         params = init_params(model, args.init_seed, np.float64)
     progress = Progress(args.batches, f"gradstats {args.task} {model.cell}", unit="batches", quiet=args.quiet)
     df = gradient_stats(task, model, params, ests, args.seq_len, args.batch_size, K=args.samples,
-                        n_batches=args.batches, seed=args.seed, progress=progress)
+                        n_batches=args.batches, seed=args.seed, progress=progress,
+                        cut_pattern=args.cut_pattern)
     df.insert(0, "checkpoint", args.label or (Path(args.checkpoint).stem if args.checkpoint else "init"))
     df.insert(0, "seq_len", args.seq_len)
     df.insert(0, "hidden", args.hidden)

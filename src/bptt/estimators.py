@@ -272,12 +272,17 @@ def gradients_from_plan(model, params, fwd, seed, readout_grads, m, inject, redu
     return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
-def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K=1, rng=None):
+def gradients_from_forward(model, params, fwd, seed, readout_grads, estimator, K=1, rng=None,
+                           per_sequence=False):
     """(K, n_params) gradient samples of ``estimator`` given a shared forward pass.
 
-    A deterministic estimator is computed once and repeated K times.
+    A deterministic estimator is computed once and repeated K times. ``per_sequence``:
+    every sequence of the batch draws its own cut pattern in every sample (as training
+    with ``cut_pattern: per_sequence`` does); else the batch shares one per sample.
     """
-    m, inject, reduce = estimator.plan(seed.shape[0], 1 if estimator.deterministic else K, rng)
+    T, B = seed.shape[:2]
+    m, inject, reduce = estimator.plan(T, 1 if estimator.deterministic else K, rng,
+                                       B if per_sequence else None)
     G = gradients_from_plan(model, params, fwd, seed, readout_grads, m, inject, reduce)
     return np.repeat(G, K, axis=0) if G.shape[0] != K else G
 

@@ -123,8 +123,15 @@ def estimator_rng(seed, estimator):
 
 
 def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n_batches=8,
-                   seed=0, progress=None):
-    """Tidy DataFrame, one row per estimator (plus ``full`` as the reference row)."""
+                   seed=0, progress=None, cut_pattern="per_sequence"):
+    """Tidy DataFrame, one row per estimator (plus ``full`` as the reference row).
+
+    ``cut_pattern`` as in training: randomized samples draw one cut pattern per
+    sequence (``per_sequence``) or one per batch (``per_batch``), so that the variance
+    measured is that of the estimator the runs used.
+    """
+    if cut_pattern not in ("per_sequence", "per_batch"):
+        raise ValueError(f"unknown cut_pattern {cut_pattern!r}; valid: per_sequence, per_batch")
     if n_batches < 2:
         raise ValueError("gradstats needs at least 2 batches (SGD noise is a variance across batches)")
     if K < 2:
@@ -143,7 +150,7 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
         for e in estimators:
             samples[e.label].append(
                 E.gradients_from_forward(model, params, fwd, s, ro, e, 1 if e.deterministic else K,
-                                         est_rngs[e.label])
+                                         est_rngs[e.label], per_sequence=cut_pattern == "per_sequence")
             )
         if progress:
             progress.update(b + 1)
@@ -154,7 +161,7 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
         G_list = samples.get(e.label) or [g[None, :] for g in g_list]
         row = describe(e)
         row.update(estimator_stats(G_list, g_list))
-        row.update({"samples": G_list[0].shape[0], "batches": n_batches,
+        row.update({"samples": G_list[0].shape[0], "batches": n_batches, "cut_pattern": cut_pattern,
                     "sgd_relative_variance": noise, "grad_norm": gnorm})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -23,10 +23,12 @@ rule gradstats:
         checkpoint=gradstats_checkpoint_arg,
         samples=config["gradstats"]["samples"],
         batches=config["gradstats"]["batches"],
+        cut_pattern=config["training"]["cut_pattern"],
     shell:
         "python -m bptt gradstats {params.task} {params.checkpoint} "
         "--estimators {params.estimators} --samples {params.samples} "
-        "--batches {params.batches} --label {wildcards.checkpoint} --out {output} > {log} 2>&1"
+        "--batches {params.batches} --cut-pattern {params.cut_pattern} "
+        "--label {wildcards.checkpoint} --out {output} > {log} 2>&1"
 
 
 rule lagprofile:
