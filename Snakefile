@@ -32,7 +32,10 @@ rule all:
     input:
         REPORT_HTML,
         expand(f"{RESULTS}/figures/{{name}}.png", name=FIGURES),
-        expand(f"{RESULTS}/tables/{{name}}.csv", name=TABLES + VERDICT_TABLES),
+        expand(
+            f"{RESULTS}/tables/{{name}}.csv",
+            name=TABLES + VERDICT_TABLES + REASONS_TABLES,
+        ),
 
 
 onstart:

@@ -34,7 +34,7 @@ def test_early_stopping_keeps_the_best_checkpoint_and_scores_it_on_test(tmp_path
     # the stop came `patience` evaluations after the best one, and none of them was better
     assert (curve["update"] > final["best_update"]).sum() == 3
     # params.npz is the best checkpoint, and the test metric is that checkpoint's on the test split
-    ck = np.load(tmp_path / "run" / f"checkpoint_{final['best_update']}.npz")["theta"]
+    ck = np.load(tmp_path / "run" / "checkpoints.npz")[f"update_{final['best_update']}"]
     np.testing.assert_array_equal(theta, ck)
     task, model, _ = cfg.build()
     X, Y, mask = task.eval_set(cfg.seq_len, cfg.eval_sequences, "test")

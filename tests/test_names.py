@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAPTIONS = ROOT / "workflow" / "report"
 WORKFLOW = [ROOT / "Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
 KINDS = {"figures": names.FIGURES + names.APPENDIX_FIGURES,
-         "tables": names.TABLES + names.VERDICT_TABLES}
+         "tables": names.TABLES + names.VERDICT_TABLES + names.REASONS_TABLES}
 
 
 @pytest.mark.parametrize("kind", KINDS)

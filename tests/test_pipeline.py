@@ -110,7 +110,16 @@ def merged(base, change):
         ({"schedules": {"power": {"beta": 2}}}, "schedules.power", "valid keys: alpha"),
         ({"tasks": {"influence": {"positive": 30}}}, "tasks.influence.positive", "positive <= units"),
         ({"task_defaults": {"positive": 30}}, "task_defaults.positive", "positive <= units"),
-        ({"tasks": {"recall": {"lag": 12}}}, "tasks.recall.lag", "T > lag=12"),
+        ({"tasks": {"recall": {"lags": [{"lag": 12, "seq_len": 12, "taus": [2]}]}}},
+         "tasks.recall.lags", "needs seq_len > lag"),
+        ({"tasks": {"recall": {"lag": 12}}}, "tasks.recall.lag", "set either tasks.recall.lags"),
+        ({"tasks": {"recall": {"lags": [{"lag": 3, "seq_len": 12, "taus": [2]},
+                                        {"lag": 4, "seq_len": 12, "taus": [2]}]}}},
+         "tasks.recall.lags", "its own seq_len"),
+        ({"tasks": {"timemachine": {"lags": [{"lag": 3, "seq_len": 12, "taus": [2]}]}}},
+         "tasks.timemachine.lags", "only the recall task"),
+        ({"gradstats": {"seeds": 3}}, "gradstats.seeds", "exceeds seeds"),
+        ({"gradstats": {"checkpoints": ["init", 1.5]}}, "gradstats.checkpoints.1", ""),
         ({"strategies": ["full", "randomized"]}, "strategies", "must include regular"),
         ({"taus": [100]}, "taus", "no τ below T=12"),
         ({"taus": [1]}, "taus", "τ̄ >= 2"),
@@ -173,7 +182,7 @@ def test_schema_documents_every_key():
     # every task setting has a default in task_defaults (or is a per-task grid override)
     defaults = schema["properties"]["task_defaults"]["default"]
     for key in schema["definitions"]["task_settings"]["properties"]:
-        assert key in defaults or key in ("seq_lens", "taus"), key
+        assert key in defaults or key in ("seq_lens", "taus", "lags"), key
 
 
 @pytest.mark.slow

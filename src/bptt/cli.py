@@ -99,7 +99,10 @@ def build_parser():
                        formatter_class=fmt)
     _task_options(p)
     _model_options(p)
-    p.add_argument("--checkpoint", default=None, help="parameters (.npz from train); default: the init of --init-seed")
+    p.add_argument("--checkpoint", default=None,
+                   help="parameters from train: params.npz, or checkpoints.npz with --update; "
+                        "default: the init of --init-seed")
+    p.add_argument("--update", type=int, default=None, help="the update to read from checkpoints.npz")
     p.add_argument("--init-seed", type=int, default=0, help="seed of the initialization when no checkpoint")
     p.add_argument("--estimators", type=_str_list, required=True,
                    help="comma list of estimator specs (see train --estimator)")
@@ -109,6 +112,13 @@ def build_parser():
     p.add_argument("--label", default="", help="free text stored in the 'checkpoint' column")
     p.add_argument("--cut-pattern", default="per_sequence",
                    help="randomized samples: per_sequence (each sequence its own cuts, as training) | per_batch")
+    p.add_argument("--progress", type=float, default=None,
+                   help="fraction of training at the checkpoint (0: init, 1: end), stored in the "
+                        "'progress' column")
+    p.add_argument("--window", type=int, default=10,
+                   help="W: also report the MSE of an average over W updates (bias² + variance/W)")
+    p.add_argument("--lagprofile-out", default=None,
+                   help="also write the model's lag profile ‖∂l_T/∂h_{T-k}‖ against k (CSV)")
     p.add_argument("--out", required=True, help="output CSV")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -198,18 +208,29 @@ def cmd_gradstats(args):
     task, model, _ = _run_config(RunConfig, args).build()
     ests = [E.parse_estimator(s) for s in args.estimators]
     if args.checkpoint:
-        params = load_checkpoint(args.checkpoint, model)
+        params = load_checkpoint(args.checkpoint, model, args.update)
     else:
         params = init_params(model, args.init_seed, np.float64)
     progress = Progress(args.batches, f"gradstats {args.task} {model.cell}", unit="batches", quiet=args.quiet)
     df = gradient_stats(task, model, params, ests, args.seq_len, args.batch_size, K=args.samples,
                         n_batches=args.batches, seed=args.seed, progress=progress,
-                        cut_pattern=args.cut_pattern)
-    df.insert(0, "checkpoint", args.label or (Path(args.checkpoint).stem if args.checkpoint else "init"))
-    df.insert(0, "seq_len", args.seq_len)
-    df.insert(0, "hidden", args.hidden)
-    df.insert(0, "cell", model.cell)
-    df.insert(0, "task", args.task)
+                        cut_pattern=args.cut_pattern, window=args.window)
+    label = args.label or (Path(args.checkpoint).stem if args.checkpoint else "init")
+    keys = {"task": args.task, "cell": model.cell, "hidden": args.hidden, "seq_len": args.seq_len,
+            "checkpoint": label, "progress": args.progress if args.progress is not None else np.nan,
+            "seed": args.seed}
+    profile = None
+    if args.lagprofile_out:
+        from .lagprofile import trained_lag_profile
+
+        profile = trained_lag_profile(task, model, params, args.seq_len, args.batch_size,
+                                      n_batches=args.batches, seed=args.seed)
+    for i, (k, v) in enumerate(keys.items()):
+        df.insert(i, k, v)
+        if profile is not None:
+            profile.insert(i, k, v)
+    if profile is not None:
+        write_csv(args.lagprofile_out, profile)
     write_csv(args.out, df)
 
 
@@ -245,6 +266,8 @@ def check_outputs(args):
     out_dir = getattr(args, "out_dir", None)
     if out_dir is not None:
         check_writable(out_dir, "--out-dir", True)
+    if getattr(args, "lagprofile_out", None):
+        check_writable(args.lagprofile_out, "--lagprofile-out", False)
 
 
 def _interrupt(signum, frame):

@@ -322,6 +322,9 @@ def bench(t):
     return g.figure
 
 
+from .figures_reasons import (lagprofile_trained, reasons_outcome, reasons_training,  # noqa: E402,F401
+                              recall_lags)
+
 # each figure is drawn by the function of its name (bptt.names declares the names)
 FIGURES = {name: globals()[name] for name in names.FIGURES}
 # the appendix figure needs the opt-in peer benchmark
@@ -341,7 +344,7 @@ def load_tables(tables_dir):
 
     d = Path(tables_dir)
     t = {}
-    for name in names.TABLES + names.VERDICT_TABLES + ("bench",):
+    for name in names.TABLES + names.VERDICT_TABLES + names.REASONS_TABLES + ("bench",):
         p = d / f"{name}.csv"
         if p.exists():
             t[name] = pd.read_csv(p, keep_default_na=True)

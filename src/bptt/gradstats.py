@@ -16,6 +16,11 @@ each divided by ``‖g_b‖²`` and averaged over batches.  ``relative_bias`` is
 errors (delete one sample, in closed form), so an unbiased estimator's interval
 covers 0.
 Deterministic estimators have one sample, no variance, and an exact bias.
+Averaged over a window of W updates (independent estimator draws), the variance
+shrinks as 1/W and a systematic bias does not: ``relative_mse_window`` is
+``bias² + var / W`` (reason 2 at the scale of many updates; W = ``window``).  It takes
+the bias as common to the window's batches, so it is an upper bound where part of the
+bias changes from batch to batch and averages out as well.
 Beside them, ``sgd_relative_variance``: the variance of the exact gradient across the
 batches, relative to the squared norm of their mean — SGD's own noise at this batch
 size, the scale against which estimator variance matters (reason 2).
@@ -123,15 +128,19 @@ def estimator_rng(seed, estimator):
 
 
 def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n_batches=8,
-                   seed=0, progress=None, cut_pattern="per_sequence"):
+                   seed=0, progress=None, cut_pattern="per_sequence", window=1):
     """Tidy DataFrame, one row per estimator (plus ``full`` as the reference row).
 
     ``cut_pattern`` as in training: randomized samples draw one cut pattern per
     sequence (``per_sequence``) or one per batch (``per_batch``), so that the variance
-    measured is that of the estimator the runs used.
+    measured is that of the estimator the runs used.  ``window`` W: the relative MSE of
+    the average of W independent draws is also reported (``relative_mse_window``, see
+    the module doc).
     """
     if cut_pattern not in ("per_sequence", "per_batch"):
         raise ValueError(f"unknown cut_pattern {cut_pattern!r}; valid: per_sequence, per_batch")
+    if int(window) != window or window < 1:
+        raise ValueError(f"gradstats window must be an integer >= 1, got {window}")
     if n_batches < 2:
         raise ValueError("gradstats needs at least 2 batches (SGD noise is a variance across batches)")
     if K < 2:
@@ -161,6 +170,8 @@ def gradient_stats(task, model, params, estimators, seq_len, batch_size, K=64, n
         G_list = samples.get(e.label) or [g[None, :] for g in g_list]
         row = describe(e)
         row.update(estimator_stats(G_list, g_list))
+        row["window"] = int(window)
+        row["relative_mse_window"] = row["relative_bias2"] + row["relative_variance"] / window
         row.update({"samples": G_list[0].shape[0], "batches": n_batches, "cut_pattern": cut_pattern,
                     "sgd_relative_variance": noise, "grad_norm": gnorm})
         rows.append(row)

@@ -46,3 +46,41 @@ def lag_profile(cell, rho, hidden=32, seq_len=64, batch_size=16, vocab=8, seed=0
 def lag_profiles(cells, radii, seeds, **kw):
     return pd.concat([lag_profile(c, r, seed=s, **kw) for c in cells for r in radii for s in seeds],
                      ignore_index=True)
+
+
+def trained_lag_profile(task, model, params, seq_len, batch_size, n_batches=4, seed=0):
+    """How far back a (trained) model's gradients reach on the task's own data.
+
+    ‖∂l_t/∂h_{t-k}‖ against k for the loss l_t of the last step t = T - 1, carried back
+    by the one backward recursion (every edge kept; δ of every step recorded), averaged
+    over the sequences of ``n_batches`` batches drawn from the seed's data stream.
+    DataFrame (k, grad_norm, relative_norm) for k = 0..T-1; ``relative_norm`` is the
+    norm relative to k = 0 (NaN where the last step's loss has no gradient).
+    """
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    B = task.batch_size or batch_size
+    H = model.hidden_size
+    total = np.zeros(seq_len)
+    for _ in range(n_batches):
+        X, Y, mask = task.batch(rng, B, seq_len)
+        last = np.zeros_like(mask, dtype=np.float64)
+        last[-1] = mask[-1]
+        if not last.any():
+            raise ValueError(f"the {task.name} task has no loss at the last step of T={seq_len}")
+        fwd = model.forward(params, X)
+        _, seed_grad, _ = model.loss_and_seed(params, fwd, Y, last)
+        deltas = np.empty_like(seed_grad)  # (T, B, S): ∂l_{T-1}/∂state_t
+        backward(model, params, fwd, seed_grad, np.ones((1, seq_len)), deltas=deltas)
+        total += np.linalg.norm(deltas[::-1, :, :H], axis=2).mean(axis=1)
+    norms = total / n_batches
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = norms / norms[0]
+    return pd.DataFrame({"k": np.arange(seq_len), "grad_norm": norms, "relative_norm": rel})
+
+
+def reach_beyond(profile, tau):
+    """Share of the lag profile's gradient norm at lags k >= τ: what regular(τ) drops."""
+    norms = profile["grad_norm"].to_numpy()
+    total = norms.sum()
+    return float(norms[tau:].sum() / total) if total > 0 else float("nan")

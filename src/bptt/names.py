@@ -16,6 +16,10 @@ FIGURES = (
     "curves",
     "final_metric",
     "verdict_heatmap",
+    "reasons_training",
+    "lagprofile_trained",
+    "reasons_outcome",
+    "recall_lags",
     "walltime",
 )
 """The study's figures in report order: ``results/figures/<name>.svg`` and ``.png``."""
@@ -25,9 +29,13 @@ BENCH_FIGURE = "bench"
 
 APPENDIX_FIGURES = (BENCH_FIGURE,)
 
-TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "lagprofile", "anchor")
+TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "lagprofile", "anchor",
+          "lagprofile_trained")
 """Written by ``python -m bptt tables``: ``results/tables/<name>.csv``. ``runs`` and
 ``curves`` hold each grid point at its chosen learning rate, ``runs_all`` every rate."""
 
 VERDICT_TABLES = ("verdict", "verdict_counts", "reasons", "findings", "run_status")
 """Written by ``python -m bptt verdict``: ``results/tables/<name>.csv``."""
+
+REASONS_TABLES = ("reasons_training", "reasons_outcomes")
+"""Written by ``python -m bptt reasons``: ``results/tables/<name>.csv``."""

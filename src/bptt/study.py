@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .names import TABLES, VERDICT_TABLES
+from .names import REASONS_TABLES, TABLES, VERDICT_TABLES
 
 
 def add_study_commands(sub, fmt):
@@ -15,6 +15,8 @@ def add_study_commands(sub, fmt):
     p.add_argument("--runs", nargs="+", required=True, help="final.json files of the training runs")
     p.add_argument("--gradstats", nargs="+", required=True, help="CSV files from gradstats")
     p.add_argument("--lagprofile", required=True, help="CSV file from lagprofile")
+    p.add_argument("--lagprofile-trained", nargs="*", default=[],
+                   help="CSV files of trained models' lag profiles (gradstats --lagprofile-out)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals")
     p.add_argument("--anchor", nargs="*", default=[], help="anchor.json of the d2l anchor (none: no anchor)")
     p.add_argument("--out-dir", required=True,
@@ -34,6 +36,16 @@ def add_study_commands(sub, fmt):
                         "is at least this (e.g. 0.9)")
     p.add_argument("--out-dir", required=True,
                    help="folder for " + ", ".join(f"{name}.csv" for name in VERDICT_TABLES))
+
+    p = sub.add_parser("reasons", formatter_class=fmt,
+                       help="d2l's reasons along training, beside each comparison's outcome")
+    p.add_argument("--tables", required=True,
+                   help="folder with the tables and the verdict (runs, gradstats, lagprofile_trained, "
+                        "verdict)")
+    p.add_argument("--cosine-support", type=float, required=True,
+                   help="reason 1 holds where regular(τ)'s cosine with the exact gradient is at least this")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for " + ", ".join(f"{name}.csv" for name in REASONS_TABLES))
 
     p = sub.add_parser("figures", help="the study's figures (SVG and PNG)", formatter_class=fmt)
     p.add_argument("--tables", default=None, help="folder with the tables (not needed for bench)")
@@ -55,7 +67,7 @@ def add_study_commands(sub, fmt):
 
 def cmd_tables(args):
     from .io import write_csv
-    from .tables import load_anchor, load_gradstats, load_runs, summarize_runs
+    from .tables import load_anchor, load_gradstats, load_lagprofiles, load_runs, summarize_runs
     from .tuning import GRID_KEYS, select_learning_rates
 
     runs_all, curves = load_runs(args.runs)
@@ -66,7 +78,8 @@ def cmd_tables(args):
     curves = curves.merge(runs[keys], on=keys, how="inner")
     tables = {"runs": runs, "runs_all": runs_all, "lr_choices": choices, "curves": curves,
               "summary": summarize_runs(runs, args.seed), "gradstats": load_gradstats(args.gradstats),
-              "lagprofile": pd.read_csv(args.lagprofile), "anchor": load_anchor(args.anchor)}
+              "lagprofile": pd.read_csv(args.lagprofile), "anchor": load_anchor(args.anchor),
+              "lagprofile_trained": load_lagprofiles(args.lagprofile_trained)}
     out = Path(args.out_dir)
     for name in TABLES:
         write_csv(out / f"{name}.csv", tables[name])
@@ -93,6 +106,21 @@ def cmd_verdict(args):
     write_csv(out / "reasons.csv", reasons)
     write_csv(out / "findings.csv", findings_table(v, reasons, runs, curves, settings))
     write_csv(out / "run_status.csv", status_table(runs, curves))
+
+
+def cmd_reasons(args):
+    from .io import write_csv
+    from .reasons import reasons_outcomes, reasons_training
+
+    if not 0 < args.cosine_support <= 1:
+        raise ValueError(f"--cosine-support must be in (0, 1], got {args.cosine_support}")
+    t = Path(args.tables)
+    table = reasons_training(pd.read_csv(t / "gradstats.csv"), pd.read_csv(t / "lagprofile_trained.csv"),
+                             pd.read_csv(t / "runs.csv"),
+                             pd.read_csv(t / "verdict.csv", keep_default_na=False, na_values=[""]))
+    out = Path(args.out_dir)
+    write_csv(out / "reasons_training.csv", table)
+    write_csv(out / "reasons_outcomes.csv", reasons_outcomes(table, args.cosine_support))
 
 
 def cmd_figures(args):

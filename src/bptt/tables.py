@@ -57,6 +57,8 @@ def load_runs(final_paths):
             **{k: final.get(k, np.nan) for k in CONVERGENCE_COLUMNS},
             "hidden": cfg["hidden"],
             "updates": cfg["updates"],
+            # recall's delay (several lags: recall_lags figure); other tasks have none
+            "lag": cfg["lag"] if cfg["task"] == "recall" else np.nan,
             "path": str(path.parent),
         })
         curve = pd.read_csv(path.parent / "curve.csv")
@@ -117,3 +119,15 @@ def load_gradstats(paths):
     df = pd.concat(frames, ignore_index=True)
     df["schedule"] = df["schedule"].fillna("")
     return df
+
+
+LAGPROFILE_TRAINED_COLUMNS = ["task", "cell", "hidden", "seq_len", "checkpoint", "progress", "seed",
+                              "k", "grad_norm", "relative_norm"]
+
+
+def load_lagprofiles(paths):
+    """The trained models' lag profiles (gradstats --lagprofile-out), one table; may be empty."""
+    frames = [pd.read_csv(p) for p in paths]
+    if not frames:
+        return pd.DataFrame(columns=LAGPROFILE_TRAINED_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

@@ -33,7 +33,8 @@ Outputs in a run's folder:
                  tokens/s and the group size
   params.npz     the best checkpoint (the run's result; for a diverged run the best
                  before it diverged)
-  checkpoint_<update>.npz   parameters at the requested updates
+  checkpoints.npz  the parameters at the requested updates, one array ``update_<u>`` each
+                 (a run that stopped earlier: its parameters at the stop); only if any
 A non-finite loss or gradient stops the run with ``diverged: true``; it is a result.
 """
 
@@ -238,7 +239,7 @@ class Run:
     final: dict  # final.json
     rows: list  # curve.csv, one dict per evaluation
     theta: np.ndarray  # (P,) params.npz: the last finite parameters
-    checkpoints: dict  # {update: (P,)} checkpoint_<update>.npz
+    checkpoints: dict  # {update: (P,)} checkpoints.npz, arrays update_<update>
 
 
 def fit(cfgs, quiet=False):
@@ -379,6 +380,11 @@ def fit(cfgs, quiet=False):
         progress.update(u, loss=float(np.mean([interval_loss[r] for r in active])),
                         tok_s=sum(tokens) / max(sum(fit_time), 1e-9))
 
+    # a run that stopped (patience or divergence) before a requested checkpoint still
+    # writes it: its parameters where it stopped, so the checkpoint files always exist
+    for r in range(R):
+        for u in wanted[r] - ckpts[r].keys():
+            ckpts[r][u] = thetas[r].copy()
     # every run's result is its best checkpoint, scored once on the test split
     best_thetas = np.stack([b[2] if b is not None else thetas[r] for r, b in enumerate(best)])
     test_set = sets["test"]
@@ -461,8 +467,9 @@ def final_record(cfg, task, model, est, rows, diverged_at, stopped_at, best, tes
 def write_run(run: Run, out_dir):
     """Write one run's folder atomically: checkpoints, params.npz, curve.csv, final.json."""
     out_dir = Path(out_dir)
-    for u, th in run.checkpoints.items():
-        write_npz(out_dir / f"checkpoint_{u}.npz", theta=th)
+    if run.checkpoints:
+        write_npz(out_dir / "checkpoints.npz",
+                  **{f"update_{u}": th for u, th in sorted(run.checkpoints.items())})
     write_npz(out_dir / "params.npz", theta=run.theta)
     write_rows_csv(out_dir / "curve.csv", run.rows)
     write_json(out_dir / "final.json", run.final)
@@ -501,10 +508,17 @@ def _null_reasons(task, diverged_at):
     return reasons
 
 
-def load_checkpoint(path, model):
-    """Parameters dict from a ``checkpoint_<u>.npz`` written by ``train``."""
+def load_checkpoint(path, model, update=None):
+    """Parameters dict from ``params.npz``, or from ``checkpoints.npz`` at ``update``."""
     with np.load(path) as z:
-        theta = z["theta"]
+        if update is None and "theta" in z:
+            theta = z["theta"]
+        else:
+            key = f"update_{update}"
+            if key not in z:
+                have = sorted(int(k.removeprefix("update_")) for k in z if k.startswith("update_"))
+                raise ValueError(f"checkpoint file {path} has no update {update}; it has {have}")
+            theta = z[key]
     if theta.size != model.n_params:
         raise ValueError(f"checkpoint {path} has {theta.size} parameters, model has {model.n_params}")
     return model.unflatten(theta.copy())

@@ -5,6 +5,7 @@ rule tables:
         gradstats=gradstats_files(),
         lagprofile=f"{RESULTS}/lagprofile/lagprofile.csv",
         anchor=anchor_files(),
+        lagprofile_trained=gradstats_files(TRAINED_LAGPROFILE_CSV),
     output:
         **table_outputs(TABLES, "Tables"),
     log:
@@ -19,6 +20,7 @@ rule tables:
     shell:
         "python -m bptt tables --runs {input.runs} --gradstats {input.gradstats} "
         "--lagprofile {input.lagprofile} --anchor {input.anchor} "
+        "--lagprofile-trained {input.lagprofile_trained} "
         "--out-dir {params.outdir} > {log} 2>&1"
 
 
@@ -43,10 +45,33 @@ rule verdict:
         "--out-dir {params.outdir} > {log} 2>&1"
 
 
+rule reasons:
+    input:
+        tables=rules.tables.output,
+        verdict=rules.verdict.output,
+    output:
+        **table_outputs(REASONS_TABLES, "Reasons"),
+    log:
+        f"{RESULTS}/logs/reasons.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/reasons.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.verdict[0]),
+        outdir=lambda wildcards, output: os.path.dirname(output[0]),
+        cosine_support=config["verdict"]["cosine_support"],
+    shell:
+        "python -m bptt reasons --tables {params.tables} "
+        "--cosine-support {params.cosine_support} --out-dir {params.outdir} > {log} 2>&1"
+
+
 rule figures:
     input:
         tables=rules.tables.output,
         verdict=rules.verdict.output,
+        reasons=rules.reasons.output,
     output:
         svg=[
             report(

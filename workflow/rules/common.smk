@@ -13,7 +13,7 @@ from snakemake.utils import validate
 
 from bptt.data import TASKS, make_task
 from bptt.estimators import format_spec, parse_estimator, strategy_name
-from bptt.names import BENCH_FIGURE, FIGURES, TABLES, VERDICT_TABLES
+from bptt.names import BENCH_FIGURE, FIGURES, REASONS_TABLES, TABLES, VERDICT_TABLES
 from bptt.templates import REPORT as REPORT_TEMPLATE
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -79,6 +79,11 @@ with open(SCHEMA) as f:
     DOCUMENTED_TASK_DEFAULTS = yaml.safe_load(f)["properties"]["task_defaults"][
         "default"
     ]
+if config["gradstats"]["seeds"] > config["seeds"]:
+    _key_error(
+        "gradstats.seeds",
+        f"{config['gradstats']['seeds']} exceeds seeds ({config['seeds']})",
+    )
 
 STUDY = config.get("study") or _default_study()
 RESULTS = f"results/{STUDY}"
@@ -90,7 +95,10 @@ REPORT_HTML = f"{REPORT_DIR}/report.html"
 # still gets its own folder. A run's lr folder names its factor of the task's lr.
 RUN_GROUP = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}"
 RUN = f"{RUN_GROUP}/lr~{{lr}}/seed~{{seed}}"
-GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}"
+GRADSTATS = "task~{task}/cell~{cell}/T~{T}/checkpoint~{checkpoint}/seed~{seed}"
+# gradstats writes the estimators' statistics and the model's lag profile
+GRADSTATS_CSV = f"{RESULTS}/gradstats/{GRADSTATS}.csv"
+TRAINED_LAGPROFILE_CSV = f"{RESULTS}/trained_lagprofile/{GRADSTATS}.csv"
 
 
 def table_outputs(names, category):
@@ -129,9 +137,59 @@ def run_lr(task, label):
     return float(task_settings(task)["lr"]) * float(label.removesuffix("x"))
 
 
-def task_grid(task):
+def task_points(task):
+    """[(T, τs, lag)]: the task's sequence lengths, each with its τs and (recall) lag.
+
+    recall with ``lags``: one point per lag, with its own T and τs (the Ts are distinct,
+    so (task, cell, T, τ) still names one comparison); otherwise every T of
+    ``seq_lens`` with every τ of ``taus`` and the task's ``lag``.
+    """
     s = task_settings(task)
-    return s.get("seq_lens", config["seq_lens"]), s.get("taus", config["taus"])
+    if "lags" in s:
+        return [(p["seq_len"], p["taus"], p["lag"]) for p in s["lags"]]
+    taus = s.get("taus", config["taus"])
+    return [(T, taus, s["lag"]) for T in s.get("seq_lens", config["seq_lens"])]
+
+
+def task_grid(task):
+    """(sequence lengths, {T: τs}) of a task."""
+    points = task_points(task)
+    return [T for T, _, _ in points], {T: taus for T, taus, _ in points}
+
+
+def task_lag(task, T):
+    return {int(p[0]): p[2] for p in task_points(task)}[int(T)]
+
+
+def _check_lags(cfg):
+    """Early errors for tasks.<task>.lags (a clear message naming the key)."""
+    if "lags" in cfg["task_defaults"]:
+        _key_error(
+            "task_defaults.lags", "lags belong to tasks.recall, not to every task"
+        )
+    for task, given in (cfg["tasks"] or {}).items():
+        lags = (given or {}).get("lags")
+        if lags is None:
+            continue
+        key = f"tasks.{task}.lags"
+        if task != "recall":
+            _key_error(key, "only the recall task has a lag")
+        for other in ("seq_lens", "taus", "lag"):
+            if other in given:
+                _key_error(
+                    f"tasks.{task}.{other}", f"set either {key} or {other}, not both"
+                )
+        Ts = [p["seq_len"] for p in lags]
+        if len(set(Ts)) != len(Ts):
+            _key_error(key, f"every lag needs its own seq_len (got {Ts})")
+        for p in lags:
+            if p["lag"] >= p["seq_len"]:
+                _key_error(
+                    key, f"lag {p['lag']} needs seq_len > lag (got {p['seq_len']})"
+                )
+
+
+_check_lags(config)
 
 
 def strategies(kinds):
@@ -162,7 +220,7 @@ def runs():
             lr_labels(),
             range(config["seeds"]),
         ):
-            for tau in [0] if strategy == "full" else [t for t in taus if t < T]:
+            for tau in [0] if strategy == "full" else [t for t in taus[T] if t < T]:
                 out.append(
                     dict(
                         task=task,
@@ -206,16 +264,51 @@ def anchor_files():
     return [f"{RESULTS}/anchor/anchor.json"] if config["anchor"]["enabled"] else []
 
 
-def gradstats_files():
+def checkpoint_name(checkpoint):
+    """Wildcard of a gradstats checkpoint: init, final, or the percent of the budget."""
+    if checkpoint in ("init", "final"):
+        return checkpoint
+    return f"{checkpoint * 100:g}"
+
+
+def checkpoint_update(task, name):
+    """The update of a checkpoint (None: final, the run's result, i.e. params.npz).
+
+    Percent checkpoints sit at fixed fractions of the task's budget of updates; a run
+    stopped earlier by patience contributes its parameters at the stop.
+    """
+    if name == "final":
+        return None
+    if name == "init":
+        return 0
+    updates = int(task_settings(task)["updates"])
+    return min(updates, max(1, round(float(name) / 100 * updates)))
+
+
+def full_checkpoint_updates(task):
+    """Updates the full-BPTT runs of ``task`` save (always the initialization)."""
+    names = map(checkpoint_name, config["gradstats"]["checkpoints"])
+    return sorted({0} | {checkpoint_update(task, n) for n in names if n != "final"})
+
+
+def gradstats_seeds():
+    return range(config["gradstats"]["seeds"])
+
+
+def gradstats_files(pattern=GRADSTATS_CSV):
+    """Every file of ``pattern`` (GRADSTATS_CSV or TRAINED_LAGPROFILE_CSV) of the study."""
     out = []
     for task in config["tasks"]:
         seq_lens, _ = task_grid(task)
-        for cell, T, ck in itertools.product(
-            task_cells(task), seq_lens, config["gradstats"]["checkpoints"]
+        for cell, T, ck, seed in itertools.product(
+            task_cells(task),
+            seq_lens,
+            config["gradstats"]["checkpoints"],
+            gradstats_seeds(),
         ):
             out.append(
-                f"{RESULTS}/gradstats/{GRADSTATS}.csv".format(
-                    task=task, cell=cell, T=T, checkpoint=ck
+                pattern.format(
+                    task=task, cell=cell, T=T, checkpoint=checkpoint_name(ck), seed=seed
                 )
             )
     return out
@@ -230,7 +323,7 @@ def estimator_spec(strategy, tau):
 def task_args(task, cell, T):
     s = task_settings(task)
     return (
-        f"--task {task} --lag {s['lag']} --alphabet {s['alphabet']} --units {s['units']} "
+        f"--task {task} --lag {task_lag(task, T)} --alphabet {s['alphabet']} --units {s['units']} "
         f"--positive {s['positive']} --cell {cell} --hidden {s['hidden']} --seq-len {T} "
         f"--batch-size {s['batch_size']}"
     )
@@ -255,7 +348,8 @@ def train_args(wildcards):
 def gradstats_estimators(wildcards):
     _, taus = task_grid(wildcards.task)
     specs = []
-    for tau in [t for t in taus if t < int(wildcards.T)]:
+    T = int(wildcards.T)
+    for tau in [t for t in taus[T] if t < T]:
         for kind, schedule, params in strategies(
             config["gradstats"]["estimators"]
         ).values():
@@ -275,20 +369,34 @@ def full_run_dir(wildcards):
         strategy="full",
         tau=0,
         lr="1x",
-        seed=0,
+        seed=wildcards.seed,
     )
 
 
 def gradstats_input(wildcards):
-    if wildcards.checkpoint == "final":
-        return {"params": os.path.join(full_run_dir(wildcards), "params.npz")}
-    return {}
+    """The full-BPTT run's result (final) or its checkpoints file (init, percents)."""
+    name = "params" if wildcards.checkpoint == "final" else "checkpoints"
+    return {"params": os.path.join(full_run_dir(wildcards), f"{name}.npz")}
 
 
 def gradstats_checkpoint_arg(wildcards, input):
-    if wildcards.checkpoint == "final":
-        return f"--checkpoint {input.params}"
-    return "--init-seed 0"
+    """Which parameters, and the checkpoint's label and progress (0 init .. 1 end)."""
+    name = wildcards.checkpoint
+    update = checkpoint_update(wildcards.task, name)
+    if name == "final":
+        return f"--checkpoint {input.params} --label final --progress 1"
+    progress = 0 if name == "init" else float(name) / 100
+    label = name if name == "init" else f"{name}%"
+    return (
+        f"--checkpoint {input.params} --update {update} --label {label} "
+        f"--progress {progress:g}"
+    )
+
+
+def full_train_args(wildcards):
+    """train_args of a full-BPTT group, which also saves the gradstats checkpoints."""
+    updates = ",".join(str(u) for u in full_checkpoint_updates(wildcards.task))
+    return f"{train_args(wildcards)} --checkpoints {updates}"
 
 
 def train_mem_mb(wildcards):
@@ -346,7 +454,7 @@ def _setting_key(task, name):
     if name in (config["tasks"][task] or {}):
         return f"tasks.{task}.{name}"
     if name in ("seq_lens", "taus"):
-        return name
+        return f"tasks.{task}.lags" if "lags" in (config["tasks"][task] or {}) else name
     return f"task_defaults.{name}"
 
 
@@ -364,11 +472,11 @@ def _check_grid():
             f"must include {' and '.join(sorted(missing))}: the verdict compares "
             "randomized(τ̄ = τ) with regular(τ)",
         )
-    if "final" in config["gradstats"]["checkpoints"] and "full" not in strategies:
+    if "full" not in strategies:
         _key_error(
             "gradstats.checkpoints",
-            "'final' measures at the parameters of the full-BPTT run of seed 0; "
-            "add full to strategies or drop final",
+            "the gradient statistics are measured along the full-BPTT runs' training; "
+            "add full to strategies",
         )
     randomized = "randomized" in strategies or (
         "randomized" in config["gradstats"]["estimators"]
@@ -383,7 +491,7 @@ def _check_grid():
         except ValueError as e:
             named = [k for k in reversed(params) if k in str(e)] or list(params)
             _key_error(_setting_key(task, named[0]), str(e))
-        if task == "recall":
+        if task == "recall" and "lags" not in s:  # lags: checked by _check_lags
             short = [T for T in seq_lens if T <= s["lag"]]
             if short:
                 _key_error(
@@ -392,15 +500,15 @@ def _check_grid():
                     f"{_setting_key(task, 'seq_lens')} has {short}",
                 )
         for T in seq_lens:
-            used = [tau for tau in taus if tau < T]
+            used = [tau for tau in taus[T] if tau < T]
             if not used:
                 _key_error(
                     _setting_key(task, "taus"),
                     f"task {task}: no τ below T={T} ({_setting_key(task, 'seq_lens')}); "
                     "τ >= T never cuts (full BPTT), so nothing is compared at this T",
                 )
-            skipped += [(task, T, tau) for tau in taus if tau >= T]
-        for tau in sorted({tau for T in seq_lens for tau in taus if tau < T}):
+            skipped += [(task, T, tau) for tau in taus[T] if tau >= T]
+        for tau in sorted({tau for T in seq_lens for tau in taus[T] if tau < T}):
             if not randomized:
                 break
             if tau < 2:

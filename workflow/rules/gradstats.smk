@@ -1,15 +1,38 @@
+# The full-BPTT groups also save the parameters at the gradstats checkpoints (init and
+# fractions of the budget) into checkpoints.npz; the other groups save none.
+use rule train as train_full with:
+    output:
+        final=group_run_files("final.json"),
+        curve=group_run_files("curve.csv"),
+        params=group_run_files("params.npz"),
+        checkpoints=group_run_files("checkpoints.npz"),
+    wildcard_constraints:
+        T=r"\d+",
+        tau=r"\d+",
+        strategy="full",
+    params:
+        args=full_train_args,
+        runs=group_run_options,
+        outdirs=lambda wildcards, output: [os.path.dirname(f) for f in output.final],
+
+
+ruleorder: train_full > train
+
+
 rule gradstats:
     input:
         unpack(gradstats_input),
     output:
-        f"{RESULTS}/gradstats/{GRADSTATS}.csv",
+        stats=GRADSTATS_CSV,
+        lagprofile=TRAINED_LAGPROFILE_CSV,
     log:
         f"{RESULTS}/logs/gradstats/{GRADSTATS}.log",
     benchmark:
         f"{RESULTS}/benchmarks/gradstats/{GRADSTATS}.tsv"
     wildcard_constraints:
         T=r"\d+",
-        checkpoint="init|final",
+        seed=r"\d+",
+        checkpoint=r"init|final|\d+(\.\d+)?",
     priority: 2 * FIRST
     conda:
         "../../environment.yml"
@@ -23,12 +46,14 @@ rule gradstats:
         checkpoint=gradstats_checkpoint_arg,
         samples=config["gradstats"]["samples"],
         batches=config["gradstats"]["batches"],
+        window=config["gradstats"]["window"],
         cut_pattern=config["training"]["cut_pattern"],
     shell:
         "python -m bptt gradstats {params.task} {params.checkpoint} "
         "--estimators {params.estimators} --samples {params.samples} "
-        "--batches {params.batches} --cut-pattern {params.cut_pattern} "
-        "--label {wildcards.checkpoint} --out {output} > {log} 2>&1"
+        "--batches {params.batches} --window {params.window} --seed {wildcards.seed} "
+        "--cut-pattern {params.cut_pattern} "
+        "--lagprofile-out {output.lagprofile} --out {output.stats} > {log} 2>&1"
 
 
 rule lagprofile:
