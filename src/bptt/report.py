@@ -119,6 +119,27 @@ def _records(df):
             for r in df.to_dict("records")]
 
 
+def _reasons_along(t):
+    """The reasons along training (``python -m bptt reasons``) for the template."""
+    path = t / "reasons_outcomes.csv"
+    out = {"reasons_along": [], "reasons_notes": {}, "reasons_checkpoints": [], "reasons_seeds": 0,
+           "reasons_outcomes_table": ""}
+    if not path.exists() or path.stat().st_size == 0:
+        return out
+    outcomes = pd.read_csv(path)
+    table = pd.read_csv(t / "reasons_training.csv", keep_default_na=False, na_values=[""])
+    if outcomes.empty:
+        return out
+    last = outcomes[outcomes["progress"] == outcomes.groupby("task")["progress"].transform("max")]
+    out["reasons_along"] = [(task, _records(g)) for task, g in last.groupby("task")]
+    out["reasons_notes"] = {task: str(g["reason3_note"].dropna().iloc[0]) if g["reason3_note"].notna().any() else ""
+                            for task, g in table.groupby("task")}
+    out["reasons_checkpoints"] = list(outcomes.sort_values("progress")["checkpoint"].drop_duplicates())
+    out["reasons_seeds"] = int(table["seeds"].max())
+    out["reasons_outcomes_table"] = _html(outcomes)
+    return out
+
+
 def render_report(tables_dir, figures, captions_dir, config_path, out_path, benchmarks=None,
                   template_path=None):
     """Write ``out_path`` from the tables in ``tables_dir`` and the PNG files ``figures``.
@@ -170,6 +191,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "reasons_table": _html(reasons, na_rep="n/a"),
         "summary_table": _html(summary),
         "gradstats_table": _html(gradstats[[c for c in gcols if c in gradstats]]),
+        **_reasons_along(t),
         "config_text": config_text,
         "versions": _versions(),
         "commit": _git_commit(),
