@@ -303,6 +303,9 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
     gs = gradstats[gradstats["checkpoint"] == checkpoint]
     if gs.empty:
         gs = gradstats
+    if "seed" in gs:  # several measured seeds: their mean, one row per estimator
+        keys = ["task", "cell", "seq_len", "checkpoint", "kind", "strategy", "tau", "schedule"]
+        gs = gs.groupby(keys, as_index=False, sort=False).mean(numeric_only=True)
     # (1) regular(τ)'s cosine with the exact gradient
     for (task, cell, T, tau), g in gs[gs["kind"] == "regular"].groupby(["task", "cell", "seq_len", "tau"]):
         cos = float(g["cosine_mean"].mean())
