@@ -319,10 +319,27 @@ def fit(cfgs, quiet=False):
                 waited[r] += 1
         return val_loss
 
-    def plan_and_costs(r, Bu):
-        plan = ests[r].plan(T, 1, est_rngs[r], B=Bu if per_sequence[r] else None)
-        tallies[r].add(plan_costs(plan, Bu))
-        return plan
+    cost_cache = {}  # a deterministic plan costs the same every update of a batch size
+
+    def plans_and_costs(active, Bu):
+        """Every active run's plan, drawn from its own stream (runs sharing an estimator
+        and cut pattern in one ``Estimator.plans`` call), with its costs tallied."""
+        plans = {}
+        together = {}
+        for r in active:
+            together.setdefault((cfgs[r].estimator, per_sequence[r]), []).append(r)
+        for (_, per_seq), rs in together.items():
+            drawn = ests[rs[0]].plans(T, [est_rngs[r] for r in rs], Bu if per_seq else None)
+            plans.update(zip(rs, drawn))
+        for r in active:
+            if ests[r].deterministic:
+                key = (cfgs[r].estimator, Bu)
+                if key not in cost_cache:
+                    cost_cache[key] = plan_costs(plans[r], Bu)
+                tallies[r].add(cost_cache[key])
+            else:
+                tallies[r].add(plan_costs(plans[r], Bu))
+        return [plans[r] for r in active]
 
     for r in range(R):
         if 0 in wanted[r]:
@@ -335,7 +352,7 @@ def fit(cfgs, quiet=False):
         Bu = X.shape[2]  # the last minibatch of an epoch may be smaller
         ts = time.perf_counter()
         everyone = len(active) == R
-        plans = [plan_and_costs(r, Bu) for r in active]
+        plans = plans_and_costs(active, Bu)
         with np.errstate(all="ignore"):
             losses, G = E.group_loss_and_gradients(
                 model, thetas if everyone else thetas[active], X, Y, mask, plans)
