@@ -2,7 +2,7 @@
 one-node SLURM cluster on this machine (tests/slurm/up.sh), against a local run.
 
 Opt-in, because it needs root and installs Debian packages (slurm-wlm, munge, slurmdbd,
-mariadb-server) if they are missing; about 6 minutes on 2 cores:
+mariadb-server) if they are missing; 6 to 10 minutes on 2 cores:
 
     BPTT_SLURM_TEST=1 pytest -m slurm
 
