@@ -79,7 +79,8 @@ def lagprofile_trained(t):
     g = sns.relplot(data=p, x="k", y="relative_norm", hue="checkpoint", hue_order=order,
                     col="task", style="cell", kind="line", errorbar=None, palette="rocket_r",
                     height=3, aspect=1.2, facet_kws={"sharey": False, "sharex": False})
-    g.set(yscale="log", xlabel="lag k (steps back)", ylabel="‖∂l_T/∂h_{T-k}‖ / ‖∂l_T/∂h_T‖")
+    g.set(yscale="log")
+    g.set_axis_labels("lag k (steps back)", "‖∂l_T/∂h_{T-k}‖ / ‖∂l_T/∂h_T‖")
     for task, ax in g.axes_dict.items():
         ax.set_title(f"{task} (T = {int(p[p.task == task]['seq_len'].iloc[0])})")
     g.figure.suptitle("How far back the gradients of the full-BPTT runs reach, along training "
