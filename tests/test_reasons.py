@@ -92,9 +92,12 @@ def _inputs():
                                "progress": progress, "seed": seed, "k": k, "grad_norm": 2.0 ** -k,
                                "relative_norm": 2.0 ** -k})
         for strategy, tau, gap in (("full", 0, 0.2), ("regular", 2, 0.1)):
-            for seed in (0, 1):
+            for seed in (0, 1, 2):
+                # seed 2 has not converged: its gap (5.0) must not count
                 runs.append({"task": task, "cell": "tanh", "T": 8, "strategy": strategy, "tau": tau,
-                             "seed": seed, "diverged": False, "generalization_gap": gap})
+                             "seed": seed, "diverged": False, "converged": seed < 2,
+                             "best_train_eval_loss": 1.0,
+                             "best_val_loss": 1.0 + (gap if seed < 2 else 5.0 * (tau + 1))})
     verdict = pd.DataFrame([
         {"task": "timemachine", "cell": "tanh", "T": 8, "tau": 2, "schedule": "constant",
          "outcome": "worse", "effect": -0.05},
@@ -117,6 +120,7 @@ def test_reasons_sit_beside_each_comparisons_outcome():
     assert row.variance_over_sgd_noise == pytest.approx(0.56)
     assert row.reach_beyond_tau == pytest.approx(0.25 * (1 - 2.0 ** -6) / (1 - 2.0 ** -8))
     assert row.gap_regular_minus_full == pytest.approx(-0.1) and row.reason3_note == ""
+    assert row.reason3_runs == 4
     rec = t[(t.task == "recall") & (t.checkpoint == "final")].iloc[0]
     assert np.isnan(rec.variance_over_sgd_noise)  # no minibatch noise: not applicable
     assert np.isnan(rec.gap_regular_minus_full) and "not applicable" in rec.reason3_note

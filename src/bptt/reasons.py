@@ -14,9 +14,10 @@ with the comparison's ``outcome`` and ``effect``:
    variance / W: randomized's variance shrinks, regular's bias does not), and
    ``variance_over_sgd_noise`` (randomized's variance against SGD's own minibatch
    noise; NaN, not applicable, on a task without minibatch noise);
-3. truncation regularizes: ``gap_regular_minus_full`` (train/held-out loss gap of
-   regular(τ) minus full's, mean over seeds of the trained runs; negative supports the
-   reason) — only where the task has held-out data (``HELD_OUT``), else NaN with a note.
+3. truncation regularizes: ``gap_regular_minus_full`` (held-out minus training loss
+   of regular(τ)'s results minus full's, at their best checkpoints, mean over the
+   converged runs; negative supports the reason) — only where the task has held-out
+   data (``HELD_OUT``), else NaN with a note.
 
 ``reasons_outcomes`` summarises that table per (task, checkpoint, outcome): how often
 each reason's evidence held among the comparisons of each outcome class.
@@ -45,7 +46,7 @@ KEYS = ["task", "cell", "T", "tau", "schedule"]
 COLUMNS = KEYS + ["checkpoint", "progress", "seeds", "outcome", "effect", "cosine_regular",
                   "reach_beyond_tau", "mse_regular", "mse_randomized", "mse_ratio", "window",
                   "mse_ratio_window", "variance_over_sgd_noise", "gap_regular_minus_full",
-                  "reason3_note"]
+                  "reason3_runs", "reason3_note"]
 
 
 def _ratio(a, b):
@@ -99,21 +100,42 @@ def _reach(profiles, row):
     return float(np.nanmean(shares)) if shares and np.isfinite(shares).any() else np.nan
 
 
+def _heldout_gap(runs):
+    """Held-out minus training loss of each run's result (its best checkpoint if recorded)."""
+    if {"best_val_loss", "best_train_eval_loss"} <= set(runs):
+        return runs["best_val_loss"] - runs["best_train_eval_loss"]
+    return runs["generalization_gap"]
+
+
 def regularization(runs):
-    """Reason 3 per (task, cell, T, τ): gap(regular) - gap(full), where it can speak."""
+    """Reason 3 per (task, cell, T, τ): gap(regular) - gap(full), where it can speak.
+
+    Only converged runs count (where runs record ``converged``): a gap of a model still
+    learning says little about regularization. ``reason3_runs`` is how many were used.
+    """
+    runs = runs.assign(_gap=_heldout_gap(runs))
+    ok = ~runs["diverged"].astype(bool)
+    if "converged" in runs:
+        ok &= runs["converged"].astype(bool)
     rows = []
     for (task, cell, T), g in runs.groupby(["task", "cell", "T"]):
         note = HELD_OUT.get(task, "not applicable: the task has no held-out split")
-        full = g[(g["strategy"] == "full") & ~g["diverged"].astype(bool)]
+        full = g[(g["strategy"] == "full") & ok[g.index]]
         for tau, reg in g[g["strategy"] == "regular"].groupby("tau"):
-            reg = reg[~reg["diverged"].astype(bool)]
+            reg = reg[ok[reg.index]]
             value = np.nan
-            if not note and len(full) and len(reg):
-                value = float(reg["generalization_gap"].mean() - full["generalization_gap"].mean())
+            why = note
+            if not note:
+                if len(full) and len(reg):
+                    value = float(reg["_gap"].mean() - full["_gap"].mean())
+                else:
+                    why = "no converged run of regular or of full"
             rows.append({"task": task, "cell": cell, "T": T, "tau": tau,
-                         "gap_regular_minus_full": value, "reason3_note": note})
+                         "gap_regular_minus_full": value,
+                         "reason3_runs": 0 if note else len(full) + len(reg),
+                         "reason3_note": why})
     return pd.DataFrame(rows, columns=["task", "cell", "T", "tau", "gap_regular_minus_full",
-                                       "reason3_note"])
+                                       "reason3_runs", "reason3_note"])
 
 
 def reasons_training(gradstats, lagprofile_trained, runs, verdict):
