@@ -54,8 +54,9 @@ def test_dry_run_plans_the_jobs(tmp_path, args):
     assert not (tmp_path / "results").exists()
 
 
-def test_default_study_plans_the_full_grid(tmp_path):
-    """The default study trains every task, tanh and GRU, ≥ 3 T and τ, every schedule, ≥ 5 seeds."""
+def test_default_study_plans_a_referee_grade_grid(tmp_path):
+    """The default study trains every task, ≥ 2 T and ≥ 3 τ of the language model, every
+    strategy at ≥ 2 schedules, ≥ 10 paired seeds and a grid of ≥ 3 learning rates."""
     out = snakemake(workdir(tmp_path), "-n", "--forceall")
     assert out.returncode == 0, out.stderr[-3000:]
     # a training job writes the folders of a group of runs: read the runs from its outputs
@@ -65,11 +66,13 @@ def test_default_study_plans_the_full_grid(tmp_path):
         out.stdout)]
     values = {key: {job[key] for job in jobs} for key in keys}
     assert values["task"] == {"timemachine", "recall", "influence"}
-    assert {"tanh", "gru"} <= values["cell"]
-    assert len(values["T"]) >= 3 and len(values["tau"] - {"0"}) >= 3
-    assert {f"randomized-{s}" for s in ("constant", "minlen", "power", "artbp")} | {
-        "full", "regular"} <= values["strategy"]
-    assert len(values["seed"]) >= 5
+    assert "tanh" in values["cell"]
+    timemachine = [job for job in jobs if job["task"] == "timemachine"]
+    assert len({job["T"] for job in timemachine}) >= 2
+    assert len({job["tau"] for job in timemachine} - {"0"}) >= 3
+    randomized = {s for s in values["strategy"] if s.startswith("randomized-")}
+    assert len(randomized) >= 2 and {"full", "regular"} <= values["strategy"]
+    assert len(values["seed"]) >= 10
     assert len(values["lr"]) >= 3  # every strategy at its own best learning rate of a grid
 
 
