@@ -264,3 +264,151 @@ def test_the_learning_rate_sentence_follows_the_tuning_table(tmp_path):
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", prose))
     assert "best of 3 rates" in text and "for 1 of 1 grid points the best rate lies at an edge" in text
     assert "One optimizer setting per task" not in text
+
+
+# --- the training audit (bptt.audit): anchor, convergence, clipping, costs, θ, learning rates ---
+
+from bptt.audit import audit_tables, costs_summary  # noqa: E402
+
+
+def with_audit(runs, unconverged=(), clip=1.0, clip_fraction=0.0, cuts=None, theta_offset=0.0):
+    """``runs`` with the columns training records for the audit.
+
+    unconverged: (task, strategy, seed) triples that did not converge; cuts: {strategy
+    prefix: mean cuts per update} (regular's default 3); theta: θ* + offset for influence.
+    """
+    runs = runs.copy()
+    key = list(zip(runs.task, runs.strategy, runs.seed))
+    runs["converged"] = [k not in set(unconverged) for k in key]
+    runs["stop_reason"] = np.where(runs["converged"], "patience", "budget")
+    runs["updates_done"], runs["late_improvement"], runs["best_update"] = 100, 0.05, 100
+    runs["clip"] = np.where(runs.task == "influence", 0.0, clip)
+    randomized = runs.strategy.str.startswith("randomized")
+    runs["clip_fraction"] = np.where(randomized & (runs.task != "influence"), clip_fraction, 0.0)
+    cuts = {"regular": 3.0, "randomized": 3.0, **(cuts or {})}
+    runs["mean_cuts"] = [next((v for p, v in sorted(cuts.items(), key=lambda kv: -len(kv[0]))
+                               if s.startswith(p)), 0.0) for s in runs.strategy]
+    runs["mean_peak_stored_steps"] = runs["max_peak_stored_steps"] = 8.0 * (1 + runs["mean_cuts"] / 3)
+    runs["mean_backward_steps"] = 15.0 - runs["mean_cuts"]
+    inf = runs.task == "influence"
+    runs["theta_star"] = np.where(inf, 0.5, np.nan)
+    runs["theta"] = np.where(inf, 0.5 + theta_offset, np.nan)
+    return runs
+
+
+def lr_choices(runs, rates=(0.005, 0.01, 0.02), pick=2):
+    rows = []
+    for k, _ in runs.groupby(["task", "cell", "T", "strategy", "tau"]):
+        for i, lr in enumerate(rates):
+            rows.append(dict(zip(["task", "cell", "T", "strategy", "tau"], k), lr=lr, seeds=SEEDS,
+                             val_metric_mean=1.0, chosen=i == pick,
+                             at_grid_edge=i == pick and i in (0, len(rates) - 1)))
+    return pd.DataFrame(rows)
+
+
+def test_the_audit_tables_count_what_training_recorded():
+    runs, _ = make_runs({task: {"randomized-constant": lambda r, s: r, "randomized-power": lambda r, s: r}
+                         for task in TASKS})
+    runs = with_audit(runs, unconverged=[("recall", "regular", 0), ("recall", "randomized-power", 1)],
+                      clip_fraction=0.95, cuts={"randomized-power": 6.0}, theta_offset=0.01)
+    t = audit_tables(runs, lr_choices(runs))
+    conv = t["convergence"].set_index(["task", "strategy"])
+    assert conv.loc[("recall", "regular"), "unconverged"] == 1
+    assert conv.loc[("recall", "regular"), "share_converged"] == pytest.approx((SEEDS - 1) / SEEDS)
+    assert conv.loc[("timemachine", "full"), "share_converged"] == 1.0
+    assert len(t["unconverged"]) == 2
+    clip = t["clipping"].set_index(["task", "strategy"])
+    assert clip.loc[("recall", "randomized-constant"), "clip_fraction_mean"] == pytest.approx(0.95)
+    assert clip.loc[("influence", "randomized-constant"), "runs_clipped"] == 0
+    costs = t["costs"].set_index(["task", "strategy"])
+    assert "full" not in set(t["costs"]["strategy"])  # only the strategies the verdict pairs
+    assert costs.loc[("timemachine", "randomized-power"), "cuts_ratio"] == pytest.approx(2.0)
+    assert not costs.loc[("timemachine", "randomized-power"), "cuts_matched"]
+    assert costs.loc[("timemachine", "randomized-constant"), "cuts_matched"]
+    summary = {s["task"]: s for s in costs_summary(t["costs"])}
+    assert summary["recall"]["cuts_matched"] == 1 and summary["recall"]["cuts_measured"] == 2
+    assert summary["recall"]["cuts_max_strategy"] == "randomized-power"
+    theta = t["influence_theta"].set_index("strategy")
+    assert (theta["runs_above"] == SEEDS).all() and (theta["runs_below"] == 0).all()
+    assert theta["theta_minus_star_mean"].to_numpy() == pytest.approx(0.01)
+    edges = t["lr_edges"]
+    assert (edges["at_high_edge"] == edges["grid_points"]).all() and (edges["inside"] == 0).all()
+    inside = audit_tables(runs, lr_choices(runs, pick=1))["lr_edges"]
+    assert (inside["inside"] == inside["grid_points"]).all()
+    two = audit_tables(runs, lr_choices(runs, rates=(0.01, 0.02), pick=0))["lr_edges"]
+    assert (two["at_low_edge"] == two["grid_points"]).all() and (two["inside"] == 0).all()
+
+
+def test_comparisons_with_an_unconverged_run_are_marked():
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r + 0.1 + 0.01 * (s % 2),
+                                         "randomized-power": lambda r, s: r}})
+    runs = with_audit(runs, unconverged=[("recall", "randomized-constant", 3)])
+    v = verdict_of(runs, curves)
+    assert v.loc[("recall", "constant"), "randomized_unconverged"] == 1
+    assert v.loc[("recall", "power"), ["regular_unconverged", "randomized_unconverged"]].sum() == 0
+    reasons = V.reasons_table(runs, make_gradstats(runs), 0.9)
+    f = V.findings_table(v.reset_index(), reasons, runs, curves, SETTINGS).iloc[0]
+    assert (f["comparisons_unconverged"], f["comparisons_unconverged_decided"], f["runs_unconverged"]) == (1, 1, 1)
+
+
+def _anchor_table(val=7.5, updates=1000, diverged=False):
+    return pd.DataFrame([{"val_perplexity": np.nan if diverged else val, "d2l_val_perplexity": 7.2,
+                          "val_perplexity_every_offset": val, "train_perplexity": val - 1,
+                          "d2l_train_perplexity": 6.2, "test_perplexity": val + 0.1, "epochs": 100.0,
+                          "updates": updates, "best_update": updates, "clip_fraction": 0.4,
+                          "converged": True, "diverged": diverged, "wall_time": 1.0,
+                          "tokens_per_s": 1.0, "source": "d2l"}])
+
+
+AUDITS = {  # name: (with_audit kwargs, lr grid kwargs, anchor table or None)
+    "clean": (dict(), dict(pick=1), _anchor_table()),
+    "referee's worries": (dict(unconverged=[("recall", "regular", 0), ("timemachine", "full", 1)],
+                               clip_fraction=0.95, cuts={"randomized-power": 6.0}, theta_offset=-0.2),
+                          dict(pick=2), _anchor_table(val=9.0, updates=10)),
+    "two rates, diverged anchor": (dict(clip_fraction=0.1), dict(rates=(0.01, 0.02), pick=0),
+                                   _anchor_table(diverged=True)),
+    "no records": (None, None, None),
+}
+
+
+@pytest.mark.parametrize("audit", list(AUDITS))
+def test_every_audit_sentence_holds(tmp_path, audit):
+    kwargs, grid, anchor = AUDITS[audit]
+    f = SCENARIOS["all equivalent"]
+    runs, curves = make_runs({task: {"randomized-constant": f, "randomized-power": f} for task in TASKS})
+    if kwargs is not None:
+        runs = with_audit(runs, **kwargs)
+    tables = tmp_path / "tables"
+    if grid is not None:
+        write_csv(tables / "lr_choices.csv", lr_choices(runs, **grid))
+        for name, df in audit_tables(runs, lr_choices(runs, **grid)).items():
+            write_csv(tables / f"{name}.csv", df)
+    if anchor is not None:
+        write_csv(tables / "anchor.csv", anchor)
+    _, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", prose))
+    assert not re.search(r"\b(nan|inf|None)\b", text), re.findall(r".{60}\b(?:nan|inf|None)\b.{20}", text)
+    assert "d2l reports a validation perplexity of ≈ 7.2 and a training perplexity of ≈ 6.2" in text
+    if audit == "clean":
+        assert "validation perplexity 7.5 (d2l ≈ 7.2)" in text and "within 10% of it" in text
+        assert "Every run converged" in text and "involve a run that did not converge" not in text
+        assert "clipping never fired on randomized truncation" in text and "is biased" not in text
+        assert "Here τ̄ = τ matched the realised costs" in text and "not at matched" not in text
+        assert "0 chose the lowest rate" in text and "Every chosen rate is bracketed" in text
+        assert "0 of 10 runs above θ*, 0 below" in text
+    if audit == "referee's worries":
+        assert "more than 10% of it, after 10 of d2l's 1000 updates" in text
+        assert "and 2 did not" in text and "regular 90% (9 of 10)" in text
+        assert "2 of its 2 comparisons involve a run that did not converge" in text  # recall
+        assert "fired on 95% of randomized truncation's updates" in text and "is biased" in text
+        assert "cuts matched in 1 of 2" in text and "not at matched realised cost" in text
+        assert "randomized-power at T = 16, τ = 4 (6 against 3)" in text
+        assert "0 of 10 runs above θ*, 10 below" in text
+        assert "may be undertuned" in text
+    if audit == "two rates, diverged anchor":
+        assert "The anchor run diverged" in text
+        assert "no choice is bracketed" in text
+    if audit == "no records":
+        assert "The anchor was not run" in text and "No convergence record" in text
+        assert "No clipping record" in text and "No realised-cost record" in text
+        assert "No influence runs" in text and "No learning-rate grid" in text

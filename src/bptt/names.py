@@ -34,8 +34,10 @@ TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "l
 """Written by ``python -m bptt tables``: ``results/tables/<name>.csv``. ``runs`` and
 ``curves`` hold each grid point at its chosen learning rate, ``runs_all`` every rate."""
 
-VERDICT_TABLES = ("verdict", "verdict_counts", "reasons", "findings", "run_status")
-"""Written by ``python -m bptt verdict``: ``results/tables/<name>.csv``."""
+VERDICT_TABLES = ("verdict", "verdict_counts", "reasons", "findings", "run_status", "convergence",
+                  "unconverged", "clipping", "costs", "influence_theta", "lr_edges")
+"""Written by ``python -m bptt verdict``: ``results/tables/<name>.csv`` (the last six
+are the training audit of ``bptt.audit``)."""
 
 REASONS_TABLES = ("reasons_training", "reasons_outcomes")
 """Written by ``python -m bptt reasons``: ``results/tables/<name>.csv``."""

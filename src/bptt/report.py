@@ -119,6 +119,59 @@ def _records(df):
             for r in df.to_dict("records")]
 
 
+def _read(t, name):
+    """``name.csv`` of the tables folder, or None where an older study has no such table."""
+    path = t / f"{name}.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _anchor(t, config):
+    """The d2l anchor's row, d2l's reported numbers and the anchor's settings (None: not run)."""
+    from .anchor import D2L_REPORTED, D2L_UPDATES, d2l_config
+
+    table = _read(t, "anchor")
+    row = _records(table)[0] if table is not None and len(table) else None
+    updates = ((config.get("anchor") or {}).get("updates") if isinstance(config, dict) else None) or D2L_UPDATES
+    cfg = d2l_config(int(updates))
+    settings = {k: getattr(cfg, k) for k in ("estimator", "cell", "hidden", "seq_len", "batch_size",
+                                             "optimizer", "lr", "clip", "updates", "init", "init_scale")}
+    return {"row": row, "d2l": D2L_REPORTED, "d2l_updates": D2L_UPDATES, "settings": settings,
+            "table": _html(table) if table is not None and len(table) else ""}
+
+
+def _audit(t, runs):
+    """The training audit (``bptt.audit``) for the template: records, per-task summaries, tables."""
+    from .audit import MATCH_TOLERANCE, costs_summary
+
+    out = {"match_tolerance": MATCH_TOLERANCE}
+    for name in ("convergence", "unconverged", "clipping", "costs", "influence_theta", "lr_edges"):
+        df = _read(t, name)
+        out[name] = _records(df) if df is not None else []
+        out[f"{name}_table"] = _html(df) if df is not None and len(df) else ""
+    conv = _read(t, "convergence")
+    out["converged_total"] = {k: int(conv[k].sum()) if conv is not None else 0
+                              for k in ("runs", "converged", "unconverged", "not_recorded")}
+    costs = _read(t, "costs")
+    out["costs_summary"] = costs_summary(costs) if costs is not None and len(costs) else []
+    clip = _read(t, "clipping")
+    rows = []
+    if clip is not None and len(clip):
+        for task, g in clip.groupby("task", sort=True):
+            rnd = g[g["strategy"].str.startswith("randomized")]
+            reg = g[g["strategy"] == "regular"]
+            rows.append({"task": task, "clip": float(g["clip"].max()),
+                         "randomized_mean": float(rnd["clip_fraction_mean"].mean()) if len(rnd) else None,
+                         "randomized_max": float(rnd["clip_fraction_max"].max()) if len(rnd) else None,
+                         "regular_mean": float(reg["clip_fraction_mean"].mean()) if len(reg) else None})
+    out["clipping_by_task"] = _records(pd.DataFrame(rows)) if rows else []
+    lr = _read(t, "lr_edges")
+    out["lr_total"] = ({k: int(lr[k].sum()) for k in ("grid_points", "at_low_edge", "at_high_edge", "inside")}
+                       | {"rates": int(lr["rates"].max())} if lr is not None and len(lr) else None)
+    return out
+
+
 def _reasons_along(t):
     """The reasons along training (``python -m bptt reasons``) for the template."""
     path = t / "reasons_outcomes.csv"
@@ -162,7 +215,9 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
     vcols = ["task", "cell", "T", "tau", "schedule", "metric", "seeds", "regular_mean",
              "randomized_mean", "effect", "effect_lo", "effect_hi", "margin", "p", "p_adjusted",
              "p_tost", "p_tost_adjusted", "outcome", "mde", "regular_diverged", "regular_failed",
-             "randomized_diverged", "randomized_failed", "note"]
+             "randomized_diverged", "randomized_failed", "regular_unconverged", "randomized_unconverged",
+             "note"]
+    vcols = [c for c in vcols if c in verdict]
     gcols = ["task", "cell", "seq_len", "checkpoint", "estimator", "relative_bias", "relative_bias2_lo",
              "relative_bias2_hi", "relative_variance", "relative_mse", "cosine_mean",
              "sgd_relative_variance"]
@@ -192,6 +247,8 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "summary_table": _html(summary),
         "gradstats_table": _html(gradstats[[c for c in gcols if c in gradstats]]),
         **_reasons_along(t),
+        "anchor": _anchor(t, config),
+        **_audit(t, runs),
         "config_text": config_text,
         "versions": _versions(),
         "commit": _git_commit(),

@@ -86,6 +86,7 @@ def cmd_tables(args):
 
 
 def cmd_verdict(args):
+    from .audit import audit_tables
     from .io import write_csv
     from .verdict import (Settings, counts_table, findings_table, parse_margin, reasons_table,
                           status_table, verdict_table)
@@ -106,6 +107,9 @@ def cmd_verdict(args):
     write_csv(out / "reasons.csv", reasons)
     write_csv(out / "findings.csv", findings_table(v, reasons, runs, curves, settings))
     write_csv(out / "run_status.csv", status_table(runs, curves))
+    choices = pd.read_csv(t / "lr_choices.csv") if (t / "lr_choices.csv").exists() else None
+    for name, table in audit_tables(runs, choices).items():
+        write_csv(out / f"{name}.csv", table)
 
 
 def cmd_reasons(args):

@@ -57,6 +57,7 @@ def load_runs(final_paths):
             **{k: final.get(k, np.nan) for k in CONVERGENCE_COLUMNS},
             "hidden": cfg["hidden"],
             "updates": cfg["updates"],
+            "clip": cfg.get("clip", np.nan),  # the threshold (0: no clipping) beside clip_fraction
             # recall's delay (several lags: recall_lags figure); other tasks have none
             "lag": cfg["lag"] if cfg["task"] == "recall" else np.nan,
             "path": str(path.parent),

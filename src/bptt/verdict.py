@@ -25,6 +25,11 @@ has a meaningful final metric, so both are *scored* as the worse of every run of
 level — "no better than anything that trained".  A comparison in which both
 strategies failed in every seed has identical scores, no test and is inconclusive.
 
+Convergence.  A run that trained but did not converge (``converged`` False in the
+runs table) keeps its score, but every comparison involving one counts it
+(``regular_unconverged``, ``randomized_unconverged``) and the findings count such
+comparisons per task, so the report can mark them.
+
 The three reasons d2l gives for the claim are each measured and then related to the
 outcome of the comparisons they are meant to explain (``findings_table``):
 1. few steps capture the dependencies that matter — the cosine between regular(τ)'s
@@ -45,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .audit import as_flag
 
 SCALES = ("relative", "absolute")
 RUN_STATUS = ("ok", "diverged", "failed-to-learn")
@@ -166,6 +172,14 @@ def scored_metric(runs, curves):
     return runs
 
 
+def _unconverged(runs):
+    """Runs that trained but did not converge (a diverged run is counted as diverged)."""
+    if "converged" not in runs:
+        return 0
+    ok = (runs["status"] != "diverged").to_numpy()
+    return int(((as_flag(runs["converged"]) == False).fillna(False).to_numpy() & ok).sum())  # noqa: E712
+
+
 def _effects(reg, rnd, higher, margin):
     """Per-seed effects on the test scale (positive: randomized better)."""
     if margin.scale == "relative":
@@ -211,6 +225,8 @@ def verdict_table(runs, curves, settings):
                 "randomized_diverged": int((r1["status"] == "diverged").sum()),
                 "regular_failed": int((r0["status"] == "failed-to-learn").sum()),
                 "randomized_failed": int((r1["status"] == "failed-to-learn").sum()),
+                "regular_unconverged": _unconverged(r0),
+                "randomized_unconverged": _unconverged(r1),
             })
     if not rows:
         raise ValueError("no (regular, randomized) pairs in the runs: the grid needs both strategies")
@@ -414,5 +430,9 @@ def findings_table(verdict, reasons, runs, curves, settings):
         row["runs"] = int(st.sum())
         row["runs_diverged"] = int(st.get("diverged", 0))
         row["runs_failed"] = int(st.get("failed-to-learn", 0))
+        unconv = g["regular_unconverged"] + g["randomized_unconverged"]
+        row["comparisons_unconverged"] = int((unconv > 0).sum())
+        row["comparisons_unconverged_decided"] = int(((unconv > 0) & (g["outcome"] != "inconclusive")).sum())
+        row["runs_unconverged"] = _unconverged(scored[scored["task"] == task])
         rows.append(row)
     return pd.DataFrame(rows)

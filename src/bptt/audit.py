@@ -1,0 +1,196 @@
+"""The training audit a referee asks for before trusting the verdict (issue 9).
+
+Each function turns the runs table (``runs.csv``: every grid point at its chosen
+learning rate) or the learning-rate choices (``lr_choices.csv``) into one small table
+that the report shows and words conditionally:
+
+* ``convergence_table`` / ``unconverged_runs`` — did every run stop improving?
+  (``converged`` as training recorded it: under ``converge_tol`` relative improvement
+  over the last ``converge_window`` of the budget, or stopped by patience);
+* ``clipping_table`` — how often gradient-norm clipping fired.  A clipped update is
+  rescaled to the threshold, so where clipping fires on randomized truncation it
+  shrinks exactly its heavy-tailed large estimates and the estimator is no longer
+  unbiased;
+* ``costs_table`` — realised cuts per update, peak stored steps and backward steps of
+  each randomized schedule beside regular(τ) at τ̄ = τ: is "matched" true?
+* ``influence_table`` — the trained θ against the optimum θ* (the loss alone hides
+  on which side of θ* a run ended);
+* ``lr_edges_table`` — per task and strategy, how often the chosen learning rate
+  sits at the lower or upper edge of its grid.
+
+Everything here is a pure function of DataFrames; nothing is trained or re-scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MATCH_TOLERANCE = 0.10
+"""A randomized schedule's realised mean cost counts as matched to regular(τ)'s when
+their ratio lies within 1 ± this (10%)."""
+
+COST_COLUMNS = ("mean_cuts", "mean_peak_stored_steps", "max_peak_stored_steps", "mean_backward_steps")
+
+COMPARISON_KEYS = ["task", "cell", "T", "tau"]
+
+
+def as_flag(column):
+    """A boolean column read back from CSV (True/False/'True'/'False'/NaN) -> True/False/NA."""
+    mapping = {True: True, False: False, "True": True, "False": False, "true": True, "false": False,
+               1: True, 0: False, 1.0: True, 0.0: False}
+    return pd.Series(column).map(lambda x: mapping.get(x, pd.NA) if not isinstance(x, float)
+                                 or np.isfinite(x) else pd.NA).astype("boolean")
+
+
+def _has(runs, *cols):
+    return all(c in runs and runs[c].notna().any() for c in cols)
+
+
+def convergence_table(runs):
+    """Per (task, strategy): runs, converged, unconverged, not recorded, share converged."""
+    cols = ["task", "strategy", "runs", "converged", "unconverged", "not_recorded", "share_converged"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    flag = as_flag(runs["converged"]) if "converged" in runs else pd.Series(pd.NA, index=runs.index,
+                                                                               dtype="boolean")
+    df = runs[["task", "strategy"]].assign(_c=flag.fillna(False).to_numpy(),
+                                           _u=(flag == False).fillna(False).to_numpy(),  # noqa: E712
+                                           _n=flag.isna().to_numpy())
+    t = df.groupby(["task", "strategy"], sort=True).agg(
+        runs=("_c", "size"), converged=("_c", "sum"), unconverged=("_u", "sum"),
+        not_recorded=("_n", "sum")).reset_index()
+    recorded = t["converged"] + t["unconverged"]
+    t["share_converged"] = np.where(recorded > 0, t["converged"] / recorded.where(recorded > 0, 1), np.nan)
+    return t[cols]
+
+
+def unconverged_runs(runs):
+    """The runs that did not converge, one row each, with why training stopped."""
+    cols = ["task", "cell", "T", "strategy", "tau", "lr", "seed", "stop_reason", "updates_done",
+            "late_improvement", "best_update"]
+    if "converged" not in runs:
+        return pd.DataFrame(columns=cols)
+    bad = runs[(as_flag(runs["converged"]) == False).fillna(False).to_numpy()]  # noqa: E712
+    return bad.reindex(columns=cols).reset_index(drop=True)
+
+
+def clipping_table(runs):
+    """Per (task, strategy): clipping threshold(s), mean / max fraction of clipped updates."""
+    cols = ["task", "strategy", "clip", "runs", "clip_fraction_mean", "clip_fraction_max",
+            "runs_clipped"]
+    if runs.empty or "clip_fraction" not in runs:
+        return pd.DataFrame(columns=cols)
+    df = runs.assign(clip=runs["clip"] if "clip" in runs else np.nan)
+    t = df.groupby(["task", "strategy"], sort=True).agg(
+        clip=("clip", "max"), runs=("clip_fraction", "size"),
+        clip_fraction_mean=("clip_fraction", "mean"), clip_fraction_max=("clip_fraction", "max"),
+        runs_clipped=("clip_fraction", lambda x: int((x > 0).sum()))).reset_index()
+    return t[cols]
+
+
+def costs_table(runs):
+    """Per (task, cell, T, τ) and strategy: realised mean costs and their ratio to regular(τ).
+
+    One row per truncating strategy (regular and each randomized schedule) at the
+    comparison's τ; ``*_ratio`` is the strategy's mean over seeds divided by regular's,
+    ``cuts_matched`` / ``peak_matched`` say whether the ratio lies within
+    1 ± ``MATCH_TOLERANCE`` (NA where a cost was not recorded).
+    """
+    cols = [*COMPARISON_KEYS, "strategy", "seeds", *COST_COLUMNS, "cuts_ratio", "peak_ratio",
+            "backward_ratio", "cuts_matched", "peak_matched"]
+    if runs.empty or not _has(runs, "mean_cuts"):
+        return pd.DataFrame(columns=cols)
+    trunc = runs[(runs["strategy"] == "regular") | (runs["kind"] == "randomized")]
+    present = [c for c in COST_COLUMNS if c in trunc]
+    t = trunc.groupby([*COMPARISON_KEYS, "strategy"], sort=True).agg(
+        seeds=("seed", "nunique"), **{c: (c, "mean") for c in present}).reset_index()
+    t = t.reindex(columns=[*COMPARISON_KEYS, "strategy", "seeds", *COST_COLUMNS])
+    reg = t[t["strategy"] == "regular"].set_index(COMPARISON_KEYS)
+    t = t[t.set_index(COMPARISON_KEYS).index.isin(reg.index)].reset_index(drop=True)
+    key = pd.MultiIndex.from_frame(t[COMPARISON_KEYS])
+    for name, col in (("cuts", "mean_cuts"), ("peak", "max_peak_stored_steps"),
+                      ("backward", "mean_backward_steps")):
+        base = reg[col].reindex(key).to_numpy(dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t[f"{name}_ratio"] = np.where(base > 0, t[col].to_numpy(dtype=np.float64) / base, np.nan)
+    for name in ("cuts", "peak"):
+        r = t[f"{name}_ratio"]
+        t[f"{name}_matched"] = pd.array([pd.NA if not np.isfinite(x) else bool(abs(x - 1) <= MATCH_TOLERANCE)
+                                         for x in r], dtype="boolean")
+    return t[cols]
+
+
+def costs_summary(costs):
+    """Per task: randomized pairs, how many are matched in cuts and in peak memory, extremes."""
+    rnd = costs[costs["strategy"] != "regular"]
+    rows = []
+    for task, g in rnd.groupby("task", sort=True):
+        row = {"task": task, "pairs": len(g)}
+        for name in ("cuts", "peak"):
+            known = g[f"{name}_matched"].notna()
+            row[f"{name}_measured"] = int(known.sum())
+            row[f"{name}_matched"] = int(g.loc[known, f"{name}_matched"].astype(bool).sum())
+            r = g[f"{name}_ratio"]
+            if r.notna().any():
+                top = g.loc[r.idxmax()]
+                row[f"{name}_ratio_max"] = float(top[f"{name}_ratio"])
+                row[f"{name}_ratio_min"] = float(r.min())
+                for c in ("strategy", "T", "tau"):
+                    row[f"{name}_max_{c}"] = top[c]
+                row[f"{name}_max_regular"] = float(top["mean_cuts" if name == "cuts"
+                                                       else "max_peak_stored_steps"] / top[f"{name}_ratio"])
+                row[f"{name}_max_value"] = float(top["mean_cuts" if name == "cuts" else "max_peak_stored_steps"])
+            else:
+                row.update({f"{name}_ratio_max": None, f"{name}_ratio_min": None})
+        rows.append(row)
+    return rows
+
+
+def influence_table(runs):
+    """Per (T, strategy, τ) of the influence task: θ over seeds against θ*."""
+    cols = ["cell", "T", "strategy", "tau", "seeds", "theta_star", "theta_mean", "theta_min",
+            "theta_max", "theta_minus_star_mean", "abs_error_mean", "runs_above", "runs_below"]
+    if runs.empty or not _has(runs, "theta", "theta_star"):
+        return pd.DataFrame(columns=cols)
+    inf = runs[runs["theta"].notna() & runs["theta_star"].notna()]
+    if inf.empty:
+        return pd.DataFrame(columns=cols)
+    d = inf.assign(_d=inf["theta"] - inf["theta_star"])
+    t = d.groupby(["cell", "T", "strategy", "tau"], sort=True).agg(
+        seeds=("seed", "nunique"), theta_star=("theta_star", "first"), theta_mean=("theta", "mean"),
+        theta_min=("theta", "min"), theta_max=("theta", "max"), theta_minus_star_mean=("_d", "mean"),
+        abs_error_mean=("_d", lambda x: float(np.abs(x).mean())),
+        runs_above=("_d", lambda x: int((x > 0).sum())),
+        runs_below=("_d", lambda x: int((x < 0).sum()))).reset_index()
+    return t[cols]
+
+
+def lr_edges_table(choices):
+    """Per (task, strategy): grid points, rates in the grid, chosen rate at the low / high edge.
+
+    ``inside``: chosen strictly between the edges of a grid of at least three rates
+    (with one or two rates no choice is bracketed)."""
+    cols = ["task", "strategy", "grid_points", "rates", "at_low_edge", "at_high_edge", "inside"]
+    if choices is None or choices.empty:
+        return pd.DataFrame(columns=cols)
+    c = choices.copy()
+    c["chosen"] = as_flag(c["chosen"]).fillna(False).astype(bool)
+    keys = ["task", "cell", "T", "strategy", "tau"]
+    g = c.groupby(keys)["lr"]
+    c["_lo"], c["_hi"], c["_n"] = g.transform("min"), g.transform("max"), g.transform("nunique")
+    ch = c[c["chosen"]]
+    edge = ch["_n"] > 1
+    low, high = edge & (ch["lr"] == ch["_lo"]), edge & (ch["lr"] == ch["_hi"])
+    ch = ch.assign(_low=low, _high=high, _inside=(ch["_n"] >= 3) & ~low & ~high)
+    t = ch.groupby(["task", "strategy"], sort=True).agg(
+        grid_points=("lr", "size"), rates=("_n", "max"), at_low_edge=("_low", "sum"),
+        at_high_edge=("_high", "sum"), inside=("_inside", "sum")).reset_index()
+    return t[cols]
+
+
+def audit_tables(runs, choices):
+    """The audit's tables by name (``bptt.names.VERDICT_TABLES``' last six)."""
+    return {"convergence": convergence_table(runs), "unconverged": unconverged_runs(runs),
+            "clipping": clipping_table(runs), "costs": costs_table(runs),
+            "influence_theta": influence_table(runs), "lr_edges": lr_edges_table(choices)}
