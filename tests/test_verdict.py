@@ -349,6 +349,16 @@ def test_comparisons_with_an_unconverged_run_are_marked():
     reasons = V.reasons_table(runs, make_gradstats(runs), 0.9)
     f = V.findings_table(v.reset_index(), reasons, runs, curves, SETTINGS).iloc[0]
     assert (f["comparisons_unconverged"], f["comparisons_unconverged_decided"], f["runs_unconverged"]) == (1, 1, 1)
+    assert f["best_unconverged"] == 1 and f["worst_unconverged"] == 0  # the gain rests on it
+
+
+def test_the_report_marks_a_gain_that_rests_on_an_unconverged_run(tmp_path):
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: r + 0.1 + 0.01 * (s % 2)}})
+    runs = with_audit(runs, unconverged=[("recall", "regular", 2), ("recall", "regular", 5)])
+    _, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", prose))
+    assert re.search(r"Largest significant gain for randomized: .*? \(involves 2 runs that did not converge\)", text)
+    assert "1 of its 1 comparisons involve a run that did not converge (1 of them classed other" in text
 
 
 def _anchor_table(val=7.5, updates=1000, diverged=False):

@@ -410,6 +410,8 @@ def findings_table(verdict, reasons, runs, curves, settings):
             best = sub.loc[getattr(sub["effect"], pick)()] if len(sub) else None
             for col in ("schedule", "cell", "T", "tau", "effect", "effect_lo", "effect_hi"):
                 row[f"{label}_{col}"] = best[col] if best is not None else None
+            row[f"{label}_unconverged"] = (int(best["regular_unconverged"] + best["randomized_unconverged"])
+                                           if best is not None else 0)
         top = g.loc[g["effect"].idxmax()] if g["effect"].notna().any() else None
         row["max_effect"] = float(top["effect"]) if top is not None else np.nan
         row["max_effect_outcome"] = top["outcome"] if top is not None else ""
