@@ -147,8 +147,8 @@ def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path, change, ke
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
     wd = workdir(tmp_path)
     lines = (wd / "config/config.yaml").read_text().splitlines()
-    n = lines.index("seeds: 5")
-    lines[n] = "   seeds: 5"  # bad indentation
+    n = next(i for i, line in enumerate(lines) if line.startswith("seeds:"))
+    lines[n] = "   " + lines[n]  # bad indentation
     (wd / "config/config.yaml").write_text("\n".join(lines) + "\n")
     out = snakemake(wd, "-n")
     assert out.returncode != 0
