@@ -20,6 +20,7 @@ FIGURES = (
     "lagprofile_trained",
     "reasons_outcome",
     "recall_lags",
+    "realised_costs",
     "walltime",
 )
 """The study's figures in report order: ``results/figures/<name>.svg`` and ``.png``."""
