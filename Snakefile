@@ -2,7 +2,7 @@
 # Run: snakemake --cores all   (config/config.yaml; report in report/report.html)
 from snakemake.utils import min_version
 
-from bptt.io import check_yaml
+from bptt.study.io import check_yaml
 
 min_version("9.17")  # priority: a function of the wildcards
 

@@ -18,7 +18,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bptt import Model, estimators as E  # noqa: E402
-from bptt._malloc import tune_malloc  # noqa: E402
+from bptt.engine._malloc import tune_malloc  # noqa: E402
 from timing import median_time  # noqa: E402
 
 

@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 
 from bptt import Model  # noqa: E402
 from bptt import estimators as E  # noqa: E402
-from bptt._malloc import tune_malloc  # noqa: E402
-from bptt.data import VOCAB, load_timemachine  # noqa: E402
+from bptt.engine._malloc import tune_malloc  # noqa: E402
+from bptt.study.data import VOCAB, load_timemachine  # noqa: E402
 from timing import interleaved_times, median_time  # noqa: E402
 
 V = len(VOCAB)
@@ -193,7 +193,7 @@ def gemm_peak(n=1024, reps=5):
 
 def recurrent_gflops(cell, H, B, T, reps):
     """GFLOP/s of bptt's forward and backward recurrent loops (the sequential part)."""
-    from bptt.backprop import backward
+    from bptt.engine.backprop import backward
 
     step = BpttStep(cell, H)
     X, Y, mask = make_batch(B, T)

@@ -35,8 +35,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bptt import estimators as E  # noqa: E402
-from bptt._malloc import tune_malloc  # noqa: E402
-from bptt.data import make_task  # noqa: E402
+from bptt.engine._malloc import tune_malloc  # noqa: E402
+from bptt.study.data import make_task  # noqa: E402
 import time  # noqa: E402
 
 from timing import interleaved_times  # noqa: E402

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bptt.anchor import D2L_REPORTED, D2L_UPDATES, d2l_config
-from bptt.cli import main
-from bptt.data import make_task
+from bptt.study.anchor import D2L_REPORTED, D2L_UPDATES, d2l_config
+from bptt.study.cli import main
+from bptt.study.data import make_task
 
 
 def test_the_anchor_is_d2ls_run():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bptt import Model, estimators as E
-from bptt.cells import get_cell
+from bptt.engine.cells import get_cell
 
 
 def finite_difference(model, params, batch, eps=1e-6):

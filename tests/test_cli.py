@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bptt.cli import main
+from bptt.study.cli import main
 
 
 def help_text(argv, capsys):
@@ -109,9 +109,9 @@ def spy(name, *a, **k):
         calls.append(name)
     return lib
 ctypes.CDLL = spy
-import bptt, bptt.estimators, bptt.train, bptt.gradstats, bptt.cli
+import bptt, bptt.engine.estimators, bptt.study.train, bptt.study.gradstats, bptt.study.cli
 assert calls == [], calls
-assert bptt.cli.main(["corpus", "--out", {str(tmp_path / "corpus.json")!r}]) == 0
+assert bptt.study.cli.main(["corpus", "--out", {str(tmp_path / "corpus.json")!r}]) == 0
 assert calls, "the command line tunes malloc"
 """
     env = {k: v for k, v in __import__("os").environ.items() if k != "BPTT_NO_MALLOC_TUNING"}

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from bptt import estimators as E
-from bptt.data import make_task
-from bptt.train import RunConfig, convergence, train, train_group
+from bptt.study.data import make_task
+from bptt.study.train import RunConfig, convergence, train, train_group
 
 RECALL = dict(task="recall", lag=3, alphabet=4, hidden=8, seq_len=10, batch_size=8, eval_every=5)
 
@@ -148,7 +148,7 @@ def test_bad_convergence_settings_fail_early(tmp_path, kw, match):
 
 def test_gradient_statistics_measure_the_cut_pattern_training_uses():
     """Per-sequence cuts: still unbiased, and less variance than one pattern per batch."""
-    from bptt.gradstats import gradient_stats
+    from bptt.study.gradstats import gradient_stats
 
     task = make_task("recall", lag=3, alphabet=4)
     model = task.make_model("tanh", 8)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bptt import estimators as E
-from bptt.costs import CostTally, plan_costs
+from bptt.engine.costs import CostTally, plan_costs
 
 
 def reference_costs(m, inject, reduce, B):

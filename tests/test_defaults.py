@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bptt.cli import build_parser
-from bptt.train import RunConfig
+from bptt.study.cli import build_parser
+from bptt.study.train import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bptt import estimators as E
-from bptt.backprop import backward
-from bptt.losses import LOSSES, class_major_targets
-from bptt.schedules import make_schedule
+from bptt.engine.backprop import backward
+from bptt.engine.losses import LOSSES, class_major_targets
+from bptt.engine.schedules import make_schedule
 
 CELLS = ["linear", "tanh", "gru", "lstm"]
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from bptt import estimators as E
-from bptt.data import make_task
-from bptt.gradstats import gradient_stats
-from bptt.lagprofile import lag_profile
+from bptt.study.data import make_task
+from bptt.study.gradstats import gradient_stats
+from bptt.study.lagprofile import lag_profile
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_mse_is_bias_squared_plus_variance(stats):
 
 def test_biased_estimator_is_detected():
     """The interval excludes zero for an estimator with a known bias (the test can fail)."""
-    from bptt.gradstats import estimator_stats
+    from bptt.study.gradstats import estimator_stats
 
     rng = np.random.default_rng(0)
     g = np.ones(50)

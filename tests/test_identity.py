@@ -3,9 +3,9 @@
 import pytest
 
 from bptt import estimators as E
-from bptt.io import read_json, write_json
-from bptt.tables import load_runs
-from bptt.train import RunConfig, train
+from bptt.study.io import read_json, write_json
+from bptt.study.tables import load_runs
+from bptt.study.train import RunConfig, train
 
 SPECS = ["full", "regular:8", "windowed:3", "randomized:constant:8", "randomized:minlen:8:min_length=3",
          "randomized:power:8:alpha=1.5", "randomized:power:4.5:alpha=2", "randomized:artbp:2.5"]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bptt.data import make_task
-from bptt.initialization import initialize
-from bptt.model import Model
+from bptt.study.data import make_task
+from bptt.engine.initialization import initialize
+from bptt.engine.model import Model
 
 
 def test_normal_init_is_d2l_scheme():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptt.io import (interrupts_deferred, read_json, write_csv, write_json, write_npz,
+from bptt.study.io import (interrupts_deferred, read_json, write_csv, write_json, write_npz,
                      write_rows_csv, write_text)
 
 

@@ -1,11 +1,11 @@
-"""Each figure and table name has one home, bptt.names, and one caption file."""
+"""Each figure and table name has one home, bptt.study.names, and one caption file."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from bptt import names
+from bptt.study import names
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTIONS = ROOT / "workflow" / "report"
@@ -27,7 +27,7 @@ def test_no_caption_outside_its_folder():
 
 
 def test_the_workflow_spells_no_figure_or_table_name():
-    """The workflow takes its figure and table names from bptt.names, never as literals."""
+    """The workflow takes its figure and table names from bptt.study.names, never as literals."""
     spelled = {}
     for path in WORKFLOW:
         text = path.read_text()
@@ -39,7 +39,7 @@ def test_the_workflow_spells_no_figure_or_table_name():
 
 
 def test_figures_draws_exactly_the_declared_figures():
-    from bptt.figures import ALL_FIGURES, FIGURES
+    from bptt.study.figures import ALL_FIGURES, FIGURES
 
     assert tuple(FIGURES) == names.FIGURES
     assert tuple(ALL_FIGURES) == names.FIGURES + names.APPENDIX_FIGURES
@@ -53,13 +53,13 @@ def _schema():
 
 def _valid_values():
     """(where in the schema, its valid values, the package's registry of them)."""
-    from bptt.cells import CELLS
-    from bptt.data import TASKS
-    from bptt.estimators import KINDS
-    from bptt.initialization import INITS
-    from bptt.schedules import SCHEDULES
-    from bptt.stats import CORRECTIONS, TESTS
-    from bptt.train import CUT_PATTERNS, DTYPES, OPTIMIZERS
+    from bptt.engine.cells import CELLS
+    from bptt.study.data import TASKS
+    from bptt.engine.estimators import KINDS
+    from bptt.engine.initialization import INITS
+    from bptt.engine.schedules import SCHEDULES
+    from bptt.study.stats import CORRECTIONS, TESTS
+    from bptt.study.train import CUT_PATTERNS, DTYPES, OPTIMIZERS
 
     s = _schema()
     p, task = s["properties"], s["definitions"]["task_settings"]["properties"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bptt.names import FIGURES, TABLES, VERDICT_TABLES
+from bptt.study.names import FIGURES, TABLES, VERDICT_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 
 from bptt import estimators as E
-from bptt.cells import influence_system
-from bptt.data import make_task
-from bptt.gradstats import gradient_stats
-from bptt.lagprofile import reach_beyond, trained_lag_profile
-from bptt.reasons import reasons_outcomes, reasons_training
-from bptt.train import RunConfig, load_checkpoint, train
+from bptt.engine.cells import influence_system
+from bptt.study.data import make_task
+from bptt.study.gradstats import gradient_stats
+from bptt.study.lagprofile import reach_beyond, trained_lag_profile
+from bptt.study.reasons import reasons_outcomes, reasons_training
+from bptt.study.train import RunConfig, load_checkpoint, train
 
 
 def test_windowed_mse_shrinks_variance_not_bias():

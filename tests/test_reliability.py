@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from bptt import estimators as E
-from bptt import train as train_module
-from bptt.cli import main
-from bptt.data import make_task
-from bptt.gradstats import gradient_stats
+from bptt.study import train as train_module
+from bptt.study.cli import main
+from bptt.study.data import make_task
+from bptt.study.gradstats import gradient_stats
 
 TINY = ["--task", "recall", "--lag", "3", "--alphabet", "4", "--hidden", "8", "--seq-len", "10",
         "--batch-size", "8", "--eval-every", "10", "--quiet"]
@@ -38,9 +38,9 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(train_module, "train", no_work)
-    monkeypatch.setattr("bptt.gradstats.gradient_stats", no_work)
-    monkeypatch.setattr("bptt.lagprofile.lag_profiles", no_work)
-    monkeypatch.setattr("bptt.tables.load_runs", no_work)
+    monkeypatch.setattr("bptt.study.gradstats.gradient_stats", no_work)
+    monkeypatch.setattr("bptt.study.lagprofile.lag_profiles", no_work)
+    monkeypatch.setattr("bptt.study.tables.load_runs", no_work)
     argv = [a.format(file=blocker, dir=tmp_path) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err

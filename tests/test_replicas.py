@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bptt import estimators as E
-from bptt.data import make_task
+from bptt.study.data import make_task
 
 CELLS = ["linear", "tanh", "gru", "lstm", "influence"]
 SPECS = ["full", "regular:3", "windowed:3", "randomized:constant:3"]
@@ -102,7 +102,7 @@ def test_plans_of_a_group_equal_plans_drawn_one_run_at_a_time(spec, B):
 
 def test_cuts_from_uniforms_equal_the_stepwise_hazard():
     """The sampler with a table of π_k makes the decisions of π_k evaluated per step."""
-    from bptt.schedules import make_schedule
+    from bptt.engine.schedules import make_schedule
 
     rng = np.random.default_rng(0)
     for name, mean in [("power", 8), ("artbp", 5), ("minlen", 6), ("constant", 3)]:
@@ -151,7 +151,7 @@ def test_group_input_errors_are_clear():
 def test_per_sequence_multipliers_equal_each_sequence_alone(cell):
     """m of shape (K, B, T): sequence b of the batch backpropagates under its own cuts;
     the batch gradient is the sum of the sequences' gradients computed one at a time."""
-    from bptt.backprop import backward
+    from bptt.engine.backprop import backward
 
     T, B, K = 10, 3, 2
     model, thetas, X, Y, mask = group_problem(cell, 1, T=T, B=B, dtype=np.float64)

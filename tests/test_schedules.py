@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bptt.schedules import SCHEDULES, Schedule, make_schedule
+from bptt.engine.schedules import SCHEDULES, Schedule, make_schedule
 
 CASES = [
     ("constant", 8, {}),

@@ -1,4 +1,4 @@
-"""The verdict's statistics: size under the null, power, TOST, multiplicity (bptt.stats)."""
+"""The verdict's statistics: size under the null, power, TOST, multiplicity (bptt.study.stats)."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bptt import stats as S
+from bptt.study import stats as S
 
 N_SEEDS = 10
 ALPHA = 0.05

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from bptt import data
-from bptt.data import TIMEMACHINE_SHA1, CorpusError, make_task
+from bptt.study import data
+from bptt.study.data import TIMEMACHINE_SHA1, CorpusError, make_task
 
 
 def test_timemachine_matches_d2l_preprocessing():
@@ -18,7 +18,7 @@ def test_timemachine_matches_d2l_preprocessing():
 
 
 def test_corrupted_corpus_fails_its_checksum(tmp_path):
-    raw = (data.resources.files("bptt") / "data/timemachine.txt").read_bytes()
+    raw = (data.resources.files("bptt.study") / "data/timemachine.txt").read_bytes()
     assert hashlib.sha1(raw).hexdigest() == TIMEMACHINE_SHA1
     bad = tmp_path / "timemachine.txt"
     bad.write_bytes(raw.replace(b"Time Traveller", b"Time Travelled", 1))

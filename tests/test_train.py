@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptt.train import RunConfig, train, train_group
+from bptt.study.train import RunConfig, train, train_group
 
 NOT_TIMED = ["wall_time"]
 
@@ -169,7 +169,7 @@ def test_unwritable_output_fails_before_training(tmp_path):
 
 
 def test_train_command_trains_a_group_into_the_folders_of_its_runs(tmp_path, capsys):
-    from bptt.cli import main
+    from bptt.study.cli import main
 
     shape = ["--task", "recall", "--lag", "3", "--alphabet", "4", "--hidden", "8", "--seq-len", "10",
              "--batch-size", "4", "--updates", "10", "--eval-every", "5", "--quiet"]

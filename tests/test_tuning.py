@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptt.tuning import select_learning_rates
+from bptt.study.tuning import select_learning_rates
 
 
 def runs_table(values, task="timemachine", higher=False, strategy="regular"):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bptt import verdict as V
-from bptt.io import write_csv
-from bptt.report import render_report
-from bptt.tables import summarize_runs
+from bptt.study import verdict as V
+from bptt.study.io import write_csv
+from bptt.study.report import render_report
+from bptt.study.tables import summarize_runs
 
 SEEDS = 10
 TASKS = {  # metric, higher is better, chance, typical value
@@ -93,7 +93,7 @@ def test_known_effects_land_in_their_class():
     assert v.loc[("recall", "constant"), "effect"] == pytest.approx(0.105, abs=1e-9)
     assert v.loc[("recall", "power"), "outcome"] == "worse"
     # one family: Holm over the four comparisons
-    from bptt.stats import adjust
+    from bptt.study.stats import adjust
     np.testing.assert_allclose(v["p_adjusted"], adjust(v["p"].to_numpy(), "holm"))
     assert set(v["margin_scale"]) == {"relative", "absolute"}
 
@@ -216,7 +216,7 @@ def test_every_report_sentence_holds_for_the_outcome(tmp_path, monkeypatch, scen
 
 
 def test_report_module_does_not_import_matplotlib():
-    code = "import sys, bptt.report; assert 'matplotlib' not in sys.modules, 'imported'"
+    code = "import sys, bptt.study.report; assert 'matplotlib' not in sys.modules, 'imported'"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -266,9 +266,9 @@ def test_the_learning_rate_sentence_follows_the_tuning_table(tmp_path):
     assert "One optimizer setting per task" not in text
 
 
-# --- the training audit (bptt.audit): anchor, convergence, clipping, costs, θ, learning rates ---
+# --- the training audit (bptt.study.audit): anchor, convergence, clipping, costs, θ, learning rates ---
 
-from bptt.audit import audit_tables, costs_summary  # noqa: E402
+from bptt.study.audit import audit_tables, costs_summary  # noqa: E402
 
 
 def with_audit(runs, unconverged=(), clip=1.0, clip_fraction=0.0, cuts=None, theta_offset=0.0):

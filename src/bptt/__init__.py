@@ -14,8 +14,8 @@ floats (squared error), mask (T, B); gradient samples (K, n_params) in the order
 ``model.param_shapes()``.
 """
 
-from . import backprop, cells, estimators, losses, schedules
-from .model import Forward, Model
+from .engine import backprop, cells, estimators, losses, schedules
+from .engine.model import Forward, Model
 
 __version__ = "0.1.0"
 __all__ = ["Model", "Forward", "backprop", "cells", "estimators", "losses", "schedules"]

@@ -11,10 +11,16 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from bptt.data import TASKS, make_task
-from bptt.estimators import format_spec, parse_estimator, strategy_name
-from bptt.names import BENCH_FIGURE, FIGURES, REASONS_TABLES, TABLES, VERDICT_TABLES
-from bptt.templates import REPORT as REPORT_TEMPLATE
+from bptt.study.data import TASKS, make_task
+from bptt.engine.estimators import format_spec, parse_estimator, strategy_name
+from bptt.study.names import (
+    BENCH_FIGURE,
+    FIGURES,
+    REASONS_TABLES,
+    TABLES,
+    VERDICT_TABLES,
+)
+from bptt.study.templates import REPORT as REPORT_TEMPLATE
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
@@ -91,7 +97,7 @@ RESULTS = f"results/{STUDY}"
 REPORT_DIR = "report" if STUDY == "default" else f"report/{STUDY}"
 REPORT_HTML = f"{REPORT_DIR}/report.html"
 # One training job trains a group: the runs of one (task, cell, T, strategy, τ), every
-# learning rate of its grid and every seed, in one process (bptt.train.fit); each run
+# learning rate of its grid and every seed, in one process (bptt.study.train.fit); each run
 # still gets its own folder. A run's lr folder names its factor of the task's lr.
 RUN_GROUP = "task~{task}/cell~{cell}/T~{T}/strategy~{strategy}/tau~{tau}"
 RUN = f"{RUN_GROUP}/lr~{{lr}}/seed~{{seed}}"

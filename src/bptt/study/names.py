@@ -38,7 +38,7 @@ TABLES = ("runs", "runs_all", "lr_choices", "curves", "summary", "gradstats", "l
 VERDICT_TABLES = ("verdict", "verdict_counts", "reasons", "findings", "run_status", "convergence",
                   "unconverged", "clipping", "costs", "influence_theta", "lr_edges")
 """Written by ``python -m bptt verdict``: ``results/tables/<name>.csv`` (the last six
-are the training audit of ``bptt.audit``)."""
+are the training audit of ``bptt.study.audit``)."""
 
 REASONS_TABLES = ("reasons_training", "reasons_outcomes")
 """Written by ``python -m bptt reasons``: ``results/tables/<name>.csv``."""

@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import estimators as E
-from .costs import CostTally, plan_costs
+from ..engine import estimators as E
+from ..engine.costs import CostTally, plan_costs
 from .data import make_task
-from .initialization import check_init, initialize
+from ..engine.initialization import check_init, initialize
 from .io import check_writable, interrupts_deferred, write_json, write_npz, write_rows_csv
 from .progress import Progress
 

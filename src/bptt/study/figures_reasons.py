@@ -1,7 +1,7 @@
 """Figures of d2l's reasons along training and of recall at several lags.
 
 Each takes the loaded tables (``figures.load_tables``) and returns a matplotlib Figure;
-``bptt.figures`` lists them under their names (``bptt.names.FIGURES``).
+``bptt.study.figures`` lists them under their names (``bptt.study.names.FIGURES``).
 """
 
 from __future__ import annotations

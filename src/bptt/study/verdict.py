@@ -14,7 +14,7 @@ is oriented so that a positive value means randomized truncation did *better*:
   lower-is-better metric); the margin is in the metric's units.
 
 The tests, the multiplicity correction and the four classes are those of
-``bptt.stats`` (paired t or exact sign flips, Holm or Benjamini–Hochberg over *all*
+``bptt.study.stats`` (paired t or exact sign flips, Holm or Benjamini–Hochberg over *all*
 comparisons of the study, TOST against ±δ).
 
 Run status.  A run **diverged** if its loss or gradient became non-finite; it

@@ -142,7 +142,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="run folder (final.json, curve.csv, params.npz, anchor.json)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
-    from .study import add_study_commands
+    from .commands import add_study_commands
 
     add_study_commands(sub, fmt)
     return parser
@@ -181,7 +181,7 @@ def _per_run(args):
 
 
 def cmd_train(args):
-    from .estimators import parse_estimator
+    from ..engine.estimators import parse_estimator
     from .train import RunConfig, train_group
 
     per_run = _per_run(args)
@@ -199,7 +199,7 @@ def cmd_train(args):
 
 
 def cmd_gradstats(args):
-    from . import estimators as E
+    from ..engine import estimators as E
     from .gradstats import gradient_stats
     from .io import write_csv
     from .progress import Progress
@@ -275,14 +275,14 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None):
-    from ._malloc import tune_malloc
+    from ..engine._malloc import tune_malloc
 
     tune_malloc()  # a process-wide setting: the command line's choice, not the library's
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = globals().get(f"cmd_{args.command}")
     if handler is None:
-        from . import study
+        from . import commands as study
 
         handler = getattr(study, f"cmd_{args.command}")
     # SIGTERM (what Snakemake and SLURM send) stops a command like Ctrl-C does

@@ -33,7 +33,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from . import estimators as E
+from ..engine import estimators as E
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 

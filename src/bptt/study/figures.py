@@ -16,10 +16,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .data import VOCAB, load_timemachine  # noqa: E402
-from .estimators import make_estimator, strategy_name  # noqa: E402
+from ..engine.estimators import make_estimator, strategy_name  # noqa: E402
 from . import names  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .schedules import SCHEDULES  # noqa: E402
+from ..engine.schedules import SCHEDULES  # noqa: E402
 from .verdict import NO_NOISE  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
@@ -372,7 +372,7 @@ def bench(t):
 from .figures_reasons import (lagprofile_trained, reasons_outcome, reasons_training,  # noqa: E402,F401
                               recall_lags)
 
-# each figure is drawn by the function of its name (bptt.names declares the names)
+# each figure is drawn by the function of its name (bptt.study.names declares the names)
 FIGURES = {name: globals()[name] for name in names.FIGURES}
 # the appendix figure needs the opt-in peer benchmark
 ALL_FIGURES = {**FIGURES, **{name: globals()[name] for name in names.APPENDIX_FIGURES}}

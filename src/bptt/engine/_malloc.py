@@ -6,7 +6,7 @@ mmap'ed or trimmed back to the OS when freed, so the next evaluation page-faults
 in again; on the machines of this project that was a quarter of a training step at
 d2l's H=32, B=1024, T=32 (measured with bench/peer.py).  Raising the mmap and trim
 thresholds lets glibc reuse the freed memory.  The price is that the process keeps its
-peak heap size.  Applied by the command-line entry point (``bptt.cli.main``) and the
+peak heap size.  Applied by the command-line entry point (``bptt.study.cli.main``) and the
 benchmarks, never by importing the library: a program that imports ``bptt`` keeps its
 own malloc settings.  Set ``BPTT_NO_MALLOC_TUNING=1`` to skip it.  A no-op where
 glibc's ``mallopt`` is unavailable.

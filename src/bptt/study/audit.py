@@ -190,7 +190,7 @@ def lr_edges_table(choices):
 
 
 def audit_tables(runs, choices):
-    """The audit's tables by name (``bptt.names.VERDICT_TABLES``' last six)."""
+    """The audit's tables by name (``bptt.study.names.VERDICT_TABLES``' last six)."""
     return {"convergence": convergence_table(runs), "unconverged": unconverged_runs(runs),
             "clipping": clipping_table(runs), "costs": costs_table(runs),
             "influence_theta": influence_table(runs), "lr_edges": lr_edges_table(choices)}

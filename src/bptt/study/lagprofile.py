@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .backprop import backward
-from .model import Model
+from ..engine.backprop import backward
+from ..engine.model import Model
 
 
 def spectral_matrix(H, rho, rng):

@@ -1,7 +1,7 @@
 """Render ``report.html``: one self-contained file, every number read from the tables.
 
 All prose lives in the template shipped with the package
-(``bptt/templates/report.html.j2``); this module only loads the tables, figures and
+(``bptt/study/templates/report.html.j2``); this module only loads the tables, figures and
 captions and hands them over.  Figures are embedded as base64 PNG, tables as HTML.
 Each sentence of the template is conditional on what the tables hold (the verdict's
 ``findings.csv`` gives, per task, the counts of each class, the extremes and each
@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from .io import write_text
-from .schedules import SCHEDULES, make_schedule
+from ..engine.schedules import SCHEDULES, make_schedule
 from .templates import REPORT
 
 
@@ -142,7 +142,7 @@ def _anchor(t, config):
 
 
 def _audit(t, runs):
-    """The training audit (``bptt.audit``) for the template: records, per-task summaries, tables."""
+    """The training audit (``bptt.study.audit``) for the template: records, per-task summaries, tables."""
     from .audit import MATCH_TOLERANCE, costs_summary
 
     out = {"match_tolerance": MATCH_TOLERANCE}

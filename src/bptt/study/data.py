@@ -36,9 +36,9 @@ from importlib import resources
 
 import numpy as np
 
-from .cells import influence_system
-from .losses import accuracy
-from .model import Model
+from ..engine.cells import influence_system
+from ..engine.losses import accuracy
+from ..engine.model import Model
 
 TIMEMACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
 TIMEMACHINE_URL = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
@@ -80,7 +80,7 @@ def load_timemachine(path=None):
     """Token ids (173,428,) of the verified corpus. ``path`` overrides the packaged file."""
     try:
         if path is None:
-            raw = resources.files("bptt").joinpath("data/timemachine.txt").read_bytes()
+            raw = resources.files("bptt.study").joinpath("data/timemachine.txt").read_bytes()
         else:
             with open(path, "rb") as f:
                 raw = f.read()

@@ -60,7 +60,7 @@ def add_study_commands(sub, fmt):
     p.add_argument("--captions", required=True, help="folder with <figure>.rst captions")
     p.add_argument("--config", required=True, help="the study's config file (shown in the report)")
     p.add_argument("--template", default=None,
-                   help="Jinja2 template (default: the one shipped in bptt/templates)")
+                   help="Jinja2 template (default: the one shipped in bptt/study/templates)")
     p.add_argument("--benchmarks", default=None, help="folder of Snakemake benchmark files (runtime)")
     p.add_argument("--out", required=True, help="output HTML file")
 
