@@ -23,7 +23,8 @@ name           π_k                                      weight 1/S(n) grows lik
 
 Every schedule is parameterized by its exact mean segment length ``τ̄`` (``mean``),
 so that it is compared with ``regular(τ)`` at ``τ̄ = τ``: same expected number of
-cuts, same expected memory.
+cuts and memory on an unbounded sequence (a window of T steps realises other costs;
+``costs.plan_costs`` measures them).
 
 Cut patterns are boolean arrays ``cuts`` of shape (..., T): ``cuts[..., 0]`` is always
 True (sequence start) and ``cuts[..., t]`` says whether the edge ``h_{t-1} -> h_t``

@@ -227,6 +227,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "title": "Does randomized truncation beat regular truncation?",
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "n_runs": len(runs),
+        "n_trained": int(lr["seeds"].sum()) if lr is not None else len(runs),
         "tasks": sorted(runs.task.unique()),
         "cells": sorted(runs.cell.unique()),
         "Ts": sorted(int(x) for x in runs["T"].unique()),
