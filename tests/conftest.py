@@ -25,3 +25,23 @@ def small_problem():
         return model, params, make_batch(rng, T, B, V, loss)
 
     return build
+
+
+def sigint_default():
+    """``preexec_fn`` for a child that must be interruptible: a shell that starts a job in
+    the background (as some CI runners do) passes SIGINT on as ignored, and Python keeps
+    an ignored SIGINT ignored, so Ctrl-C tests would see nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process during the test, even where the
+    test runner was started with SIGINT ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -53,7 +53,7 @@ def test_json_has_no_nan_and_says_why(tmp_path):
     assert back["ok"] == 1.5 and math.isnan(back["chance"])
 
 
-def test_interrupt_is_held_until_the_files_are_written(tmp_path):
+def test_interrupt_is_held_until_the_files_are_written(tmp_path, sigint_raises):
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
             os.kill(os.getpid(), signal.SIGINT)

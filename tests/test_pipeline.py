@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import sigint_default
 import yaml
 
 from bptt.study.names import FIGURES, TABLES, VERDICT_TABLES
@@ -297,7 +298,8 @@ def interrupt_mid_training(wd, how, total):
     train = wd / "results/default/train"
     done = len(list(train.rglob("final.json")))
     proc = subprocess.Popen(SNAKEMAKE + ["--cores", "2"], cwd=wd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, umask=0o022)
+                            stderr=subprocess.DEVNULL, start_new_session=True, umask=0o022,
+                            preexec_fn=sigint_default)
     deadline = time.time() + 300
     while len(list(train.rglob("final.json"))) <= done and proc.poll() is None:
         assert time.time() < deadline

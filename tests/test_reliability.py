@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import sigint_default
 
 from bptt import estimators as E
 from bptt.study import train as train_module
@@ -52,7 +53,7 @@ def test_sigint_stops_training_with_one_line_and_no_outputs(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "bptt", "train", *TINY[:-1], "--updates", "1000000",
            "--out", str(out)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     first = proc.stderr.readline()  # the first progress line: training has started
     assert first.startswith("[train recall"), first
     proc.send_signal(signal.SIGINT)

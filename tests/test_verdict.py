@@ -116,6 +116,24 @@ def test_worse_than_chance_is_failed_to_learn_not_a_tie():
     assert v.loc[("timemachine", "power"), "outcome"] == "better"
 
 
+def test_equal_at_chance_is_inconclusive_not_equivalent():
+    """Both strategies hover at chance (some seeds a hair above): not evidence of anything."""
+    runs, curves = make_runs({"recall": {"randomized-constant": lambda r, s: 0.125 + 0.002 * (-1) ** s,
+                                         "randomized-power": lambda r, s: r}})
+    at_chance = runs.task == "recall"
+    runs.loc[at_chance, "final_val_metric"] = 0.125 + 0.003 * (-1) ** runs.loc[at_chance, "seed"]
+    constant = at_chance & (runs.strategy == "randomized-constant")
+    runs.loc[constant, "final_val_metric"] = 0.126 + 0.002 * (runs.loc[constant, "seed"] % 3)
+    runs.loc[at_chance & (runs.strategy == "randomized-power"), "final_val_metric"] = 0.6
+    v = verdict_of(runs, curves)
+    row = v.loc[("recall", "constant")]
+    assert bool(row["neither_learned"]) and row["outcome"] == "inconclusive"
+    assert "neither strategy learned" in row["note"]
+    # one strategy learned: the comparison stands
+    assert not bool(v.loc[("recall", "power"), "neither_learned"])
+    assert v.loc[("recall", "power"), "outcome"] == "better"
+
+
 def test_a_task_without_chance_level_fails_to_learn_against_its_start():
     runs, curves = make_runs({"influence": {"randomized-constant": lambda r, s: 50.0 + s,  # start: 10
                                             "randomized-power": lambda r, s: r}})
