@@ -23,7 +23,9 @@ level; for a task without one, the run's own metric at initialization).  Neither
 has a meaningful final metric, so both are *scored* as the worse of every run of the
 (task, cell, T) group that did learn, the metric at initialization and the chance
 level — "no better than anything that trained".  A comparison in which both
-strategies failed in every seed has identical scores, no test and is inconclusive.
+strategies failed in every seed has identical scores, no test and is inconclusive; so
+is a comparison where neither strategy's mean beats chance (or, without a chance level,
+its start) by more than the margin — equal at chance says nothing about training.
 
 Convergence.  A run that trained but did not converge (``converged`` False in the
 runs table) keeps its score, but every comparison involving one counts it
@@ -227,6 +229,7 @@ def verdict_table(runs, curves, settings):
                 "randomized_failed": int((r1["status"] == "failed-to-learn").sum()),
                 "regular_unconverged": _unconverged(r0),
                 "randomized_unconverged": _unconverged(r1),
+                "neither_learned": not (_learned(r0, higher, margin) or _learned(r1, higher, margin)),
             })
     if not rows:
         raise ValueError("no (regular, randomized) pairs in the runs: the grid needs both strategies")
@@ -243,19 +246,35 @@ def verdict_table(runs, curves, settings):
     v["p"], v["p_adjusted"] = out["p"], out["p_adj"]
     v["p_tost"], v["p_tost_adjusted"] = out["p_tost"], out["p_tost_adj"]
     v["significant"] = out["significant"]
-    v["outcome"] = out["outcome"]
+    # equal at chance is no evidence about training: neither strategy learned the task
+    v["outcome"] = np.where(v["neither_learned"], "inconclusive", out["outcome"])
     v["mde"] = [f(x) for f, x in zip(show, out["mde"])]
     v["power_at_margin"] = out["power_at_margin"]
     v["note"] = _notes(v, out)
     return v
 
 
+def _learned(runs, higher, margin):
+    """Whether a strategy's mean score beats its reference (chance; for a task without a
+    chance level, the metric at initialization) by more than the task's margin."""
+    reference = np.where(np.isfinite(runs["chance"].astype(np.float64)), runs["chance"],
+                         runs["init_metric"]).astype(np.float64)
+    ref, mean = float(np.nanmean(reference)) if np.isfinite(reference).any() else np.nan, \
+        float(runs["score"].mean())
+    if not np.isfinite(ref):
+        return True
+    if margin.scale == "relative":
+        return mean > ref * (1 + margin.value) if higher else mean < ref / (1 + margin.value)
+    return mean > ref + margin.value if higher else mean < ref - margin.value
+
+
 def _notes(v, out):
-    """Why a comparison has no test (empty where it has one)."""
+    """Why a comparison has no test, or why its test does not count (empty otherwise)."""
     notes = []
     for (_, r), p in zip(v.iterrows(), out["p"]):
         if np.isfinite(p):
-            notes.append("")
+            notes.append("inconclusive: neither strategy learned the task (both within the "
+                         "margin of chance)" if r["neither_learned"] else "")
         elif r["seeds"] < 2:
             notes.append("no test: one seed")
         elif r["regular_failed"] + r["regular_diverged"] == r["seeds"] and \
