@@ -209,20 +209,6 @@ def torch_ensemble(torch, w, updates):
     return run
 
 
-def interleaved_cpu_times(fns, reps, warmup=1):
-    """``timing.interleaved_times`` on the process's CPU clock."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.process_time()
-            fn()
-            times[i].append(time.process_time() - t0)
-    return [float(np.median(t)) for t in times]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer updates and repetitions (default: off)")
@@ -258,7 +244,8 @@ def main(argv=None):
         fns = [w.one_after_another(updates), w.replicas(updates)]
         if torch:
             fns.append(torch_ensemble(torch, w, updates))
-        times = (interleaved_cpu_times if args.clock == "cpu" else interleaved_times)(fns, reps)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        times = interleaved_times(fns, reps, clock=clock)
         t_alone, t_group = times[:2]
         row = {"shape": name, "cell": w.cell, "hidden": w.H, "batch": w.B, "seq_len": w.T, "replicas": R,
                "estimator": args.estimator, "updates": updates, "seconds_one_after_another": t_alone,
