@@ -440,3 +440,19 @@ def test_every_audit_sentence_holds(tmp_path, audit):
         assert "The anchor was not run" in text and "No convergence record" in text
         assert "No clipping record" in text and "No realised-cost record" in text
         assert "No influence runs" in text and "No learning-rate grid" in text
+
+
+def test_reason_3_is_one_measurement_in_the_summary_and_along_training():
+    """The verdict's reason 3 reads the same held-out gap as the along-training section, and
+    says 'not applicable' where that section does (recall: fresh samples every batch)."""
+    from bptt.study.reasons import regularization
+
+    runs, curves = make_runs({"timemachine": {"randomized-constant": lambda r, s: r},
+                              "recall": {"randomized-constant": lambda r, s: r}})
+    runs.loc[(runs.task == "timemachine") & (runs.strategy == "regular"), "generalization_gap"] = 0.05
+    gradstats = make_gradstats(runs)
+    r3 = V.reasons_table(runs, gradstats, 0.9).query("reason == 3").set_index("task")
+    along = regularization(runs).set_index("task")
+    assert r3.loc["timemachine", "value"] == pytest.approx(along.loc["timemachine", "gap_regular_minus_full"])
+    assert bool(r3.loc["timemachine", "applicable"]) and bool(r3.loc["timemachine", "supported"])
+    assert not bool(r3.loc["recall", "applicable"]) and "fresh sample" in r3.loc["recall", "note"]

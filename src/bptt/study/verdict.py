@@ -53,6 +53,7 @@ import pandas as pd
 
 from . import stats
 from .audit import as_flag
+from .reasons import regularization
 
 SCALES = ("relative", "absolute")
 RUN_STATUS = ("ok", "diverged", "failed-to-learn")
@@ -362,26 +363,22 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
                          "variance_over_sgd_noise": _ratio(r["relative_variance"], noise, NO_NOISE),
                          "note": "" if noise > NO_NOISE else
                          "no minibatch noise on this task: variance_over_sgd_noise not applicable"})
-    # (3) generalization gap and validation metric: regular vs full
-    for (task, cell, T), g in runs.groupby(["task", "cell", "T"]):
-        full = g[g["strategy"] == "full"]
-        if full.empty:
-            continue
+    # (3) the held-out gap of regular against full: one measurement, the one reported
+    # along training (reasons.regularization: best checkpoints, converged runs only)
+    metric_col = "best_val_metric" if "best_val_metric" in runs else "final_val_metric"
+    for _, r in regularization(runs).iterrows():
+        g = runs[(runs["task"] == r["task"]) & (runs["cell"] == r["cell"]) & (runs["T"] == r["T"])]
         sign = 1.0 if bool(g["higher_is_better"].iloc[0]) else -1.0
-        heldout = bool((g["generalization_gap"].fillna(0) != 0).any())
-        full_gap = float(full["generalization_gap"].mean())
-        full_metric = float(full["final_val_metric"].mean())
-        for tau, reg in g[g["strategy"] == "regular"].groupby("tau"):
-            gap = float(reg["generalization_gap"].mean())
-            metric = float(reg["final_val_metric"].mean())
-            rows.append({"reason": 3, "task": task, "cell": cell, "T": T, "tau": tau, "schedule": "",
-                         "evidence": "gap(regular) - gap(full)", "value": gap - full_gap,
-                         "reference": 0.0, "applicable": heldout,
-                         "supported": heldout and bool(gap < full_gap
-                                                       and sign * (metric - full_metric) >= 0),
-                         "metric_regular_minus_full": metric - full_metric,
-                         "note": "" if heldout else
-                         "training and validation data do not differ (every gap is 0)"})
+        g = g[~g["diverged"].astype(bool)]
+        metric = float(g.loc[(g["strategy"] == "regular") & (g["tau"] == r["tau"]), metric_col].mean()
+                       - g.loc[g["strategy"] == "full", metric_col].mean())
+        gap = float(r["gap_regular_minus_full"])
+        applicable = not r["reason3_note"] and np.isfinite(gap)
+        rows.append({"reason": 3, "task": r["task"], "cell": r["cell"], "T": r["T"], "tau": r["tau"],
+                     "schedule": "", "evidence": "gap(regular) - gap(full)", "value": gap,
+                     "reference": 0.0, "applicable": applicable,
+                     "supported": applicable and bool(gap < 0 and sign * metric >= 0),
+                     "metric_regular_minus_full": metric, "note": r["reason3_note"]})
     cols = ["reason", "task", "cell", "T", "tau", "schedule", "evidence", "value", "reference",
             "applicable", "supported", "variance_over_sgd_noise", "metric_regular_minus_full", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)
