@@ -41,7 +41,8 @@ outcome of the comparisons they are meant to explain (``findings_table``):
    minibatch noise (not applicable on a task without minibatch noise);
 3. truncation regularizes — regular's train/validation gap against full's, and
    whether regular's validation metric is at least as good as full's (not
-   applicable where the train and validation sets do not differ: every gap is 0).
+   applicable where the task has no held-out gap that can speak — see
+   ``reasons.HELD_OUT``).
 """
 
 from __future__ import annotations
