@@ -29,7 +29,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 from bptt import Model  # noqa: E402
 from bptt import estimators as E  # noqa: E402
 from bptt.engine._malloc import tune_malloc  # noqa: E402
+from bptt.study.io import write_rows_csv  # noqa: E402
 from bptt.study.data import VOCAB, load_timemachine  # noqa: E402
 from timing import interleaved_times, median_time  # noqa: E402
 
@@ -306,15 +306,9 @@ def main(argv=None):
             print(f"{cell + ' ' + name:38s} {f:12.1f} {b:12.1f} {peak:11.1f}")
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fields = ["workload", "config", "cell", "implementation", "seconds", "tokens_per_s", "speedup_vs_scratch",
               "speedup_vs_nn", "gflops_forward", "gflops_backward", "gemm_peak_gflops"]
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out)
+    write_rows_csv(out, rows, fields)
     print(f"\nwrote {out}")
 
 

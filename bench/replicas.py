@@ -29,13 +29,13 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from bptt import estimators as E  # noqa: E402
 from bptt.engine._malloc import tune_malloc  # noqa: E402
+from bptt.study.io import write_rows_csv  # noqa: E402
 from bptt.study.data import make_task  # noqa: E402
 import time  # noqa: E402
 
@@ -259,13 +259,7 @@ def main(argv=None):
         rows.append(row)
         print(line, flush=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        wr.writeheader()
-        wr.writerows(rows)
-    os.replace(tmp, out)
+    write_rows_csv(out, rows)
     print(f"wrote {out}")
 
 
