@@ -406,12 +406,14 @@ def full_train_args(wildcards):
 
 
 def train_mem_mb(wildcards):
-    """A generous bound: a group of 5 GRU runs at T = 64, H = 64, B = 32 peaks at
-    about 125 MB (maximum resident set size)."""
+    """A generous bound: groups of 30 tanh runs at H = 64, B = 32 peaked at 210-300 MB
+    (maximum resident set size; T = 64 and 32), i.e. about 7 MB a run past the
+    interpreter's ~100 MB."""
     s = task_settings(wildcards.task)
     B = TASKS[wildcards.task].batch_size or int(s["batch_size"])
-    per_run = int(s["hidden"]) * B * int(wildcards.T) // 64
-    return 500 + per_run + config["seeds"] * len(lr_labels()) * per_run // 8
+    gates = CELL_GATES.get(wildcards.cell, 1)
+    per_run_mb = 1 + int(s["hidden"]) * B * int(wildcards.T) * gates // 64 // 64
+    return 500 + config["seeds"] * len(lr_labels()) * per_run_mb
 
 
 # Scheduling: both cores should stay busy to the end of the study, so the long jobs
