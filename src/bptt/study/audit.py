@@ -166,12 +166,30 @@ def influence_table(runs):
     return t[cols]
 
 
-def lr_edges_table(choices):
+def _edge_is_steep(group, margin):
+    """Whether a grid point's chosen edge rate beats its inner neighbour by more than
+    ``margin`` (then the best rate may lie beyond the grid); ``group``: its rows, by lr."""
+    g = group.sort_values("lr")
+    at = int(np.flatnonzero(g["chosen"].to_numpy())[0])
+    inner = 1 if at == 0 else len(g) - 2
+    best, other = (float(g["val_metric_mean"].iloc[i]) for i in (at, inner))
+    if not np.isfinite(other):
+        return True
+    gap = abs(best - other)
+    return bool(gap > (margin.value * abs(other) if margin.scale == "relative" else margin.value))
+
+
+def lr_edges_table(choices, margin=None):
     """Per (task, strategy): grid points, rates in the grid, chosen rate at the low / high edge.
 
     ``inside``: chosen strictly between the edges of a grid of at least three rates
-    (with one or two rates no choice is bracketed)."""
-    cols = ["task", "strategy", "grid_points", "rates", "at_low_edge", "at_high_edge", "inside"]
+    (with one or two rates no choice is bracketed).  With ``margin`` (task -> Margin),
+    ``edge_steep`` counts the edge choices whose validation metric beats the next rate
+    inside by more than the task's equivalence margin: only those may be undertuned in a
+    way that matters; at the others the metric is flat within the margin at the edge.
+    """
+    cols = ["task", "strategy", "grid_points", "rates", "at_low_edge", "at_high_edge", "inside",
+            "edge_steep"]
     if choices is None or choices.empty:
         return pd.DataFrame(columns=cols)
     c = choices.copy()
@@ -182,15 +200,24 @@ def lr_edges_table(choices):
     ch = c[c["chosen"]]
     edge = ch["_n"] > 1
     low, high = edge & (ch["lr"] == ch["_lo"]), edge & (ch["lr"] == ch["_hi"])
-    ch = ch.assign(_low=low, _high=high, _inside=(ch["_n"] >= 3) & ~low & ~high)
+    steep = pd.Series(False, index=ch.index)
+    if margin is not None:
+        for i in ch.index[low | high]:
+            row = ch.loc[i]
+            point = c[(c[keys] == row[keys]).all(axis=1)]
+            steep[i] = _edge_is_steep(point, margin(row["task"]))
+    ch = ch.assign(_low=low, _high=high, _inside=(ch["_n"] >= 3) & ~low & ~high, _steep=steep)
     t = ch.groupby(["task", "strategy"], sort=True).agg(
         grid_points=("lr", "size"), rates=("_n", "max"), at_low_edge=("_low", "sum"),
-        at_high_edge=("_high", "sum"), inside=("_inside", "sum")).reset_index()
+        at_high_edge=("_high", "sum"), inside=("_inside", "sum"),
+        edge_steep=("_steep", "sum")).reset_index()
+    if margin is None:
+        t["edge_steep"] = np.nan
     return t[cols]
 
 
-def audit_tables(runs, choices):
+def audit_tables(runs, choices, margin=None):
     """The audit's tables by name (``bptt.study.names.VERDICT_TABLES``' last six)."""
     return {"convergence": convergence_table(runs), "unconverged": unconverged_runs(runs),
             "clipping": clipping_table(runs), "costs": costs_table(runs),
-            "influence_theta": influence_table(runs), "lr_edges": lr_edges_table(choices)}
+            "influence_theta": influence_table(runs), "lr_edges": lr_edges_table(choices, margin)}

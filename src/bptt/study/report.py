@@ -168,7 +168,10 @@ def _audit(t, runs):
     out["clipping_by_task"] = _records(pd.DataFrame(rows)) if rows else []
     lr = _read(t, "lr_edges")
     out["lr_total"] = ({k: int(lr[k].sum()) for k in ("grid_points", "at_low_edge", "at_high_edge", "inside")}
-                       | {"rates": int(lr["rates"].max())} if lr is not None and len(lr) else None)
+                       | {"rates": int(lr["rates"].max()),
+                          "edge_steep": (int(lr["edge_steep"].sum())
+                                         if "edge_steep" in lr and lr["edge_steep"].notna().any() else None)}
+                       if lr is not None and len(lr) else None)
     return out
 
 

@@ -355,12 +355,20 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
         if reg.empty:
             continue
         reg_mse = float(reg["relative_mse"].iloc[0])
+        reg_window = float(reg["relative_mse_window"].iloc[0]) if "relative_mse_window" in reg else np.nan
         for _, r in g[g["kind"] == "randomized"].iterrows():
             noise = float(r["sgd_relative_variance"])
+            # over a window of W updates the variance averages down and the bias does not
+            window = float(r.get("relative_mse_window", np.nan))
             rows.append({"reason": 2, "task": task, "cell": cell, "T": T, "tau": tau,
                          "schedule": r["schedule"], "evidence": "MSE(randomized) / MSE(regular)",
                          "value": _ratio(r["relative_mse"], reg_mse), "reference": 1.0,
                          "applicable": True, "supported": bool(r["relative_mse"] >= reg_mse),
+                         "window": int(r["window"]) if "window" in r and pd.notna(r["window"]) else np.nan,
+                         "value_window": _ratio(window, reg_window),
+                         "supported_window": (bool(window >= reg_window)
+                                              if np.isfinite(window) and np.isfinite(reg_window)
+                                              else np.nan),
                          "variance_over_sgd_noise": _ratio(r["relative_variance"], noise, NO_NOISE),
                          "note": "" if noise > NO_NOISE else
                          "no minibatch noise on this task: variance_over_sgd_noise not applicable"})
@@ -381,7 +389,8 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
                      "supported": applicable and bool(gap < 0 and sign * metric >= 0),
                      "metric_regular_minus_full": metric, "note": r["reason3_note"]})
     cols = ["reason", "task", "cell", "T", "tau", "schedule", "evidence", "value", "reference",
-            "applicable", "supported", "variance_over_sgd_noise", "metric_regular_minus_full", "note"]
+            "applicable", "supported", "window", "value_window", "supported_window",
+            "variance_over_sgd_noise", "metric_regular_minus_full", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
@@ -394,6 +403,14 @@ def _reason_of_comparison(verdict, reasons):
         on = key + (["schedule"] if k == 2 else [])
         r = r[on + ["supported"]].drop_duplicates(on).rename(columns={"supported": f"reason{k}"})
         v = v.merge(r, on=on, how="left")
+    # reason 2 again, with each estimator averaged over a window of W updates ("2w")
+    r = reasons[(reasons["reason"] == 2) & reasons["applicable"].astype(bool)]
+    if "supported_window" in r:
+        on = key + ["schedule"]
+        r = r[on + ["supported_window"]].dropna(subset=["supported_window"]).drop_duplicates(on)
+        v = v.merge(r.rename(columns={"supported_window": "reason2w"}), on=on, how="left")
+    else:
+        v["reason2w"] = np.nan
     return v
 
 
@@ -405,6 +422,8 @@ def findings_table(verdict, reasons, runs, curves, settings):
     ``reason{k}_rest`` / ``reason{k}_rest_of`` the same among all other comparisons
     (equivalent, worse or inconclusive); ``_of`` is 0 where the reason was not measured
     or not applicable.  Reasons 1 and 2 predict no gain for randomized where they hold.
+    ``reason2w_*`` is reason 2 for the average of ``reason2_window`` updates, what SGD
+    effectively follows: there the variance shrinks by W and the bias does not.
     """
     v = _reason_of_comparison(verdict, reasons)
     scored = scored_metric(runs, curves)
@@ -412,7 +431,9 @@ def findings_table(verdict, reasons, runs, curves, settings):
     for task, g in v.groupby("task"):
         margin = settings.margin(task)
         counts = g["outcome"].value_counts()
+        hib = runs.loc[runs["task"] == task, "higher_is_better"]
         row = {"task": task, "metric": g["metric"].iloc[0],
+               "higher_is_better": bool(hib.iloc[0]) if len(hib) else False,
                "split": metric_column(runs).removeprefix("final_").removesuffix("_metric"),
                "comparisons": len(g), **{c: int(counts.get(c, 0)) for c in stats.CLASSES},
                "margin_scale": margin.scale, "margin": margin.value, "alpha": settings.alpha,
@@ -433,7 +454,7 @@ def findings_table(verdict, reasons, runs, curves, settings):
         row["max_effect"] = float(top["effect"]) if top is not None else np.nan
         row["max_effect_outcome"] = top["outcome"] if top is not None else ""
         is_better = g["outcome"] == "better"
-        for k in (1, 2, 3):
+        for k in (1, 2, "2w", 3):
             col = g[f"reason{k}"]
             measured = col.notna()
             row[f"reason{k}_better"] = int((col[is_better & measured] == True).sum())  # noqa: E712
@@ -443,6 +464,8 @@ def findings_table(verdict, reasons, runs, curves, settings):
         r3 = reasons[(reasons["reason"] == 3) & (reasons["task"] == task)]
         row["reason3_applicable"] = bool(r3["applicable"].astype(bool).any()) if len(r3) else False
         r2 = reasons[(reasons["reason"] == 2) & (reasons["task"] == task)]
+        windows = r2["window"].dropna() if "window" in r2 else r2["reason"].iloc[:0]
+        row["reason2_window"] = int(windows.max()) if len(windows) else np.nan
         ratio = r2["variance_over_sgd_noise"].astype(np.float64)
         row["variance_over_sgd_noise_median"] = float(ratio.median()) if ratio.notna().any() else np.nan
         st = scored[scored["task"] == task]["status"].value_counts()
