@@ -1,6 +1,7 @@
 """`python -m bptt` commands: help with defaults, tiny end-to-end runs, clear errors."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -117,3 +118,18 @@ assert calls, "the command line tunes malloc"
     env = {k: v for k, v in __import__("os").environ.items() if k != "BPTT_NO_MALLOC_TUNING"}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
+    """By hand, `python -m bptt` runs single-threaded BLAS like the pipeline's jobs do; an
+    explicit OPENBLAS/OMP/MKL_NUM_THREADS is the user's choice and is left alone."""
+    from bptt.study.cli import limit_blas_threads
+
+    assert limit_blas_threads({"OMP_NUM_THREADS": "2"}) is None
+    code = ("from bptt.study.cli import limit_blas_threads; limit_blas_threads(); "
+            "from threadpoolctl import threadpool_info; "
+            "print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                           "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -274,10 +275,29 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads(environ=os.environ):
+    """One BLAS thread unless the environment asks for more; returns the limit set (None: left).
+
+    The engine's GEMMs are small (B x H x H per step): extra BLAS threads buy nothing, and
+    on a busy machine OpenBLAS's spinning pool cost 16 times the CPU time of one thread.
+    Snakemake already sets OPENBLAS_NUM_THREADS to a rule's threads.
+    """
+    if any(environ.get(v) for v in BLAS_THREAD_VARIABLES):
+        return None
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+    return 1
+
+
 def main(argv=None):
     from ..engine._malloc import tune_malloc
 
     tune_malloc()  # a process-wide setting: the command line's choice, not the library's
+    limit_blas_threads()  # likewise
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = globals().get(f"cmd_{args.command}")
