@@ -374,6 +374,11 @@ def test_the_audit_tables_count_what_training_recorded():
     assert summary["recall"]["cuts_max_strategy"] == "randomized-power"
     theta = t["influence_theta"].set_index("strategy")
     assert (theta["runs_above"] == SEEDS).all() and (theta["runs_below"] == 0).all()
+    assert (theta["runs_at"] == 0).all()
+    # θ within 0.1% of |θ*| has reached it, whichever way it rounded
+    at = audit_tables(runs.assign(theta=runs["theta_star"] * (1 + 1e-5)), lr_choices(runs))
+    assert (at["influence_theta"]["runs_at"] == SEEDS).all()
+    assert (at["influence_theta"][["runs_above", "runs_below"]] == 0).all().all()
     assert theta["theta_minus_star_mean"].to_numpy() == pytest.approx(0.01)
     edges = t["lr_edges"]
     assert (edges["at_high_edge"] == edges["grid_points"]).all() and (edges["inside"] == 0).all()
@@ -449,7 +454,7 @@ def test_every_audit_sentence_holds(tmp_path, audit):
         assert "clipping never fired on randomized truncation" in text and "is biased" not in text
         assert "Here τ̄ = τ matched the realised costs" in text and "not at matched" not in text
         assert "0 chose the lowest rate" in text and "Every chosen rate is bracketed" in text
-        assert "0 of 10 runs above θ*, 0 below" in text
+        assert "10 of 10 runs at θ* (within 0.1%), 0 above, 0 below" in text
     if audit == "referee's worries":
         assert "more than 10% of it, after 10 of d2l's 1000 updates" in text
         assert "and 2 did not" in text and "regular 90% (9 of 10)" in text
