@@ -261,7 +261,10 @@ def final_metric(t):
         ax.axis("off")
     fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=max(1, len(handles)),
                bbox_to_anchor=(0.5, 1.04))
-    fig.suptitle("Final validation metric, mean and 95% bootstrap interval over seeds", y=1.09)
+    judged = s["metric_column"].iloc[0] if "metric_column" in s and len(s) else "final_val_metric"
+    what = {"test_metric": "Test metric at the best validation checkpoint (what the verdict compares)",
+            "final_val_metric": "Final validation metric"}.get(judged, judged)
+    fig.suptitle(f"{what}, mean and 95% bootstrap interval over seeds", y=1.09)
     fig.tight_layout()
     return fig
 

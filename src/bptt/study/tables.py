@@ -98,14 +98,28 @@ def bootstrap_mean_ci(values, rng, n_boot=2000, level=0.95):
     return float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+METRIC_COLUMNS = ("test_metric", "final_val_metric")  # the first present is judged
+
+
+def metric_column(runs):
+    for c in METRIC_COLUMNS:
+        if c in runs and runs[c].notna().any():
+            return c
+    return METRIC_COLUMNS[-1]
+
+
 def summarize_runs(runs, seed=0):
-    """Mean and 95% bootstrap interval of the final metric per grid point, over seeds."""
+    """Mean and 95% bootstrap interval per grid point, over seeds, of the metric the
+    verdict judges (``metric_column``: the test metric at the best validation checkpoint
+    where runs have one); ``metric_column`` names it."""
     rng = np.random.default_rng(seed)
     rows = []
     keys = ["task", "cell", "T", "strategy", "tau"]
+    column = metric_column(runs)
     for key, g in runs.groupby(keys, sort=True):
-        mean, lo, hi = bootstrap_mean_ci(g["final_val_metric"], rng)
+        mean, lo, hi = bootstrap_mean_ci(g[column], rng)
         rows.append({**dict(zip(keys, key)), "metric_name": g["metric_name"].iloc[0],
+                     "metric_column": column,
                      "seeds": len(g), "diverged": int(g["diverged"].sum()),
                      "metric_mean": mean, "metric_lo": lo, "metric_hi": hi,
                      "gap_mean": float(g["generalization_gap"].mean()),

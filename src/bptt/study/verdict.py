@@ -55,10 +55,10 @@ import pandas as pd
 from . import stats
 from .audit import as_flag
 from .reasons import regularization
+from .tables import METRIC_COLUMNS, metric_column  # noqa: F401  (the verdict's metric)
 
 SCALES = ("relative", "absolute")
 RUN_STATUS = ("ok", "diverged", "failed-to-learn")
-METRIC_COLUMNS = ("test_metric", "final_val_metric")  # the first present is judged
 
 
 @dataclass(frozen=True)
@@ -125,13 +125,6 @@ class Settings:
             raise ValueError(f"no equivalence margin for task {task!r}: set verdict.margins.{task} "
                              f"in the config (given: {', '.join(self.margins) or 'none'})")
         return self.margins[task]
-
-
-def metric_column(runs):
-    for c in METRIC_COLUMNS:
-        if c in runs and runs[c].notna().any():
-            return c
-    return METRIC_COLUMNS[-1]
 
 
 def _better(a, b, higher):
