@@ -143,6 +143,9 @@ def costs_summary(costs):
                 row[f"{name}_max_value"] = float(top["mean_cuts" if name == "cuts" else "max_peak_stored_steps"])
             else:
                 row.update({f"{name}_ratio_max": None, f"{name}_ratio_min": None})
+        b = g["backward_ratio"] if "backward_ratio" in g else pd.Series(dtype=float)
+        row["backward_ratio_min"] = float(b.min()) if b.notna().any() else None
+        row["backward_ratio_max"] = float(b.max()) if b.notna().any() else None
         rows.append(row)
     return rows
 

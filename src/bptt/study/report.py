@@ -59,8 +59,9 @@ def _git_commit():
     return "unknown (not a git checkout)"
 
 
-def _runtime(benchmarks, runs):
+def _runtime(benchmarks, runs, runs_all=None):
     total_fit = float(runs["wall_time"].sum())
+    all_fit = float(runs_all["wall_time"].sum()) if runs_all is not None and "wall_time" in runs_all else None
     bench_total = None
     if benchmarks and Path(benchmarks).exists():
         s = 0.0
@@ -70,7 +71,7 @@ def _runtime(benchmarks, runs):
             except (KeyError, IndexError, ValueError, pd.errors.EmptyDataError):
                 continue
         bench_total = s
-    return {"training_seconds": total_fit, "job_seconds": bench_total}
+    return {"training_seconds": total_fit, "job_seconds": bench_total, "all_training_seconds": all_fit}
 
 
 def _figures(pngs, captions_dir):
@@ -256,7 +257,8 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "config_text": config_text,
         "versions": _versions(),
         "commit": _git_commit(),
-        "runtime": _runtime(benchmarks, runs),
+        "runtime": _runtime(benchmarks, runs, pd.read_csv(t / "runs_all.csv")
+                            if (t / "runs_all.csv").exists() else None),
         "max_wall": float(np.nanmax(runs.wall_time)) if len(runs) else 0.0,
         "tuning": _tuning(lr),
     }

@@ -380,10 +380,13 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
                      "schedule": "", "evidence": "gap(regular) - gap(full)", "value": gap,
                      "reference": 0.0, "applicable": applicable,
                      "supported": applicable and bool(gap < 0 and sign * metric >= 0),
+                     "gap_smaller": applicable and bool(gap < 0),
+                     "metric_no_worse": applicable and bool(sign * metric >= 0),
                      "metric_regular_minus_full": metric, "note": r["reason3_note"]})
     cols = ["reason", "task", "cell", "T", "tau", "schedule", "evidence", "value", "reference",
             "applicable", "supported", "window", "value_window", "supported_window",
-            "variance_over_sgd_noise", "metric_regular_minus_full", "note"]
+            "gap_smaller", "metric_no_worse", "variance_over_sgd_noise", "metric_regular_minus_full",
+            "note"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
@@ -447,15 +450,24 @@ def findings_table(verdict, reasons, runs, curves, settings):
         row["max_effect"] = float(top["effect"]) if top is not None else np.nan
         row["max_effect_outcome"] = top["outcome"] if top is not None else ""
         is_better = g["outcome"] == "better"
+        # where neither strategy learned, the full-BPTT parameters the reasons are measured
+        # at never picked up the dependency either: their evidence says nothing
+        learned = ~g["neither_learned"].astype(bool) if "neither_learned" in g else pd.Series(True, g.index)
+        row["neither_learned"] = int((~learned).sum())
         for k in (1, 2, "2w", 3):
             col = g[f"reason{k}"]
-            measured = col.notna()
+            measured = col.notna() & learned
             row[f"reason{k}_better"] = int((col[is_better & measured] == True).sum())  # noqa: E712
             row[f"reason{k}_better_of"] = int((is_better & measured).sum())
             row[f"reason{k}_rest"] = int((col[~is_better & measured] == True).sum())  # noqa: E712
             row[f"reason{k}_rest_of"] = int((~is_better & measured).sum())
         r3 = reasons[(reasons["reason"] == 3) & (reasons["task"] == task)]
         row["reason3_applicable"] = bool(r3["applicable"].astype(bool).any()) if len(r3) else False
+        # reason 3's two parts, over the (cell, T, τ) points where it was measured
+        r3 = r3[r3["applicable"].astype(bool)]
+        row["reason3_points"] = len(r3)
+        for part in ("gap_smaller", "metric_no_worse"):
+            row[f"reason3_{part}"] = int(r3[part].astype(bool).sum()) if part in r3 else 0
         r2 = reasons[(reasons["reason"] == 2) & (reasons["task"] == task)]
         windows = r2["window"].dropna() if "window" in r2 else r2["reason"].iloc[:0]
         row["reason2_window"] = int(windows.max()) if len(windows) else np.nan
