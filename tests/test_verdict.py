@@ -183,6 +183,8 @@ SCENARIOS = {  # randomized's metric from regular's (lower is better, except rec
     "all equivalent": lambda r, s: r * (1 + 0.0005 * (-1) ** s),
     "inconclusive": lambda r, s: r * (1 + 0.2 * (-1) ** s),
     "randomized never learns": lambda r, s: 1e37 if r > 1 else 0.0,
+    # at its start: chance (timemachine 27, recall 0.125), influence's 2·typical; see with_audit(stuck=)
+    "randomized stuck at its start": lambda r, s: 0.125 if r < 1 else (27.0 if r > 6 else 10.0),
 }
 
 
@@ -213,9 +215,37 @@ def test_every_report_sentence_holds_for_the_outcome(tmp_path, monkeypatch, scen
     f = SCENARIOS[scenario]
     runs, curves = make_runs({task: {"randomized-constant": f, "randomized-power": f}
                               for task in TASKS})
+    stuck = [(task, s) for task in TASKS for s in ("randomized-constant", "randomized-power")]
+    runs = with_audit(runs, stuck=stuck if scenario == "randomized stuck at its start" else ())
+    audit = audit_tables(runs, None, SETTINGS.margin, curves)
+    for name, df in audit.items():
+        write_csv(tmp_path / "tables" / f"{name}.csv", df)
     monkeypatch.chdir(tmp_path)  # the packaged template does not depend on the working directory
     v, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
     text = re.sub(r"<[^>]+>", " ", prose)
+    flat = re.sub(r"\s+", " ", text)
+    # the convergence headline counts learning apart from stopping, with the verdict's status
+    conv, status = audit["convergence"], V.status_table(runs, curves)
+    learned, stopped = map(int, re.search(r"(\d+) converged after learning, (\d+) stopped without learning",
+                                          flat).groups())
+    assert (learned, stopped) == (conv["converged_learned"].sum(), conv["stopped_without_learning"].sum())
+    assert conv["failed_to_learn"].sum() == status["failed_to_learn"].sum()
+    assert stopped == (status["failed_to_learn"].sum() + conv["near_chance"].sum()
+                       + (conv["never_improved"].sum() if scenario != "randomized stuck at its start" else 0))
+    if scenario in ("randomized never learns", "randomized stuck at its start"):
+        assert stopped == 6 * SEEDS and f"In all, {6 * SEEDS} runs did not learn" in flat
+    else:
+        assert stopped == 0 and "did not learn" not in flat
+    if scenario == "randomized stuck at its start":
+        assert (f"{4 * SEEDS} runs blew up (influence randomized-constant {SEEDS}, influence randomized-power "
+                f"{SEEDS}, timemachine randomized-constant {SEEDS}, timemachine randomized-power {SEEDS})") in flat
+        assert f"{6 * SEEDS} of the {6 * SEEDS} never improved at all" in flat
+        # the θ section: randomized's θ is its start; its loss grew, and no wrong-sign gradient is named
+        assert flat.count(f"best checkpoint is the initialization in {SEEDS} of {SEEDS} seeds") == 2
+        assert "by the end its loss had grown to 1e4 (from 10 at initialization): θ moved away from θ*" in flat
+        assert "wrong-sign gradient away" not in flat and "wrong-sign gradient leads" not in flat
+    else:
+        assert "blew up" not in flat and "best checkpoint is the initialization in" not in flat
     assert not re.search(r"\b(nan|inf|None)\b", text), re.findall(r".{60}\b(?:nan|inf|None)\b.{20}", text)
     assert "α = 2.5" in text and "α = 1.5" not in text  # the schedule's parameter from the config
     # an effect is a signed change, or past a factor of 2 a factor with its direction
@@ -315,17 +345,34 @@ def test_the_learning_rate_sentence_follows_the_tuning_table(tmp_path):
 from bptt.study.audit import audit_tables, costs_summary  # noqa: E402
 
 
-def with_audit(runs, unconverged=(), clip=1.0, clip_fraction=0.0, cuts=None, theta_offset=0.0):
+def with_audit(runs, unconverged=(), clip=1.0, clip_fraction=0.0, cuts=None, theta_offset=0.0,
+               stuck=(), near=()):
     """``runs`` with the columns training records for the audit.
 
     unconverged: (task, strategy, seed) triples that did not converge; cuts: {strategy
     prefix: mean cuts per update} (regular's default 3); theta: θ* + offset for influence.
+    stuck: (task, strategy) pairs whose best checkpoint is the initialization in every
+    seed (judged at their start: chance for recall, make_runs' 2·typical otherwise),
+    stopped by patience; a lower-is-better one ends 1000× above its start (blew up), and
+    influence's θ stays at 0.5.  near: (task, strategy) pairs that end 0.005 above chance
+    (within recall's margin of 0.02) after improving.
     """
     runs = runs.copy()
     key = list(zip(runs.task, runs.strategy, runs.seed))
     runs["converged"] = [k not in set(unconverged) for k in key]
     runs["stop_reason"] = np.where(runs["converged"], "patience", "budget")
     runs["updates_done"], runs["late_improvement"], runs["best_update"] = 100, 0.05, 100
+    runs["test_metric"] = runs["best_val_metric"] = runs["final_val_metric"]
+    pair = pd.Series(list(zip(runs.task, runs.strategy)), index=runs.index)
+    for task, strategy in stuck:
+        at = (pair == (task, strategy)).to_numpy()
+        _, higher, chance, base = TASKS[task]
+        start = chance if np.isfinite(chance) else 2 * base
+        runs.loc[at, ["test_metric", "best_val_metric", "best_update"]] = start, start, 0
+        runs.loc[at, "final_val_metric"] = start if higher else 1000 * start
+    for task, strategy in near:
+        at = (pair == (task, strategy)).to_numpy()
+        runs.loc[at, ["test_metric", "best_val_metric", "final_val_metric"]] = TASKS[task][2] + 0.005
     runs["clip"] = np.where(runs.task == "influence", 0.0, clip)
     randomized = runs.strategy.str.startswith("randomized")
     runs["clip_fraction"] = np.where(randomized & (runs.task != "influence"), clip_fraction, 0.0)
@@ -337,6 +384,10 @@ def with_audit(runs, unconverged=(), clip=1.0, clip_fraction=0.0, cuts=None, the
     inf = runs.task == "influence"
     runs["theta_star"] = np.where(inf, 0.5, np.nan)
     runs["theta"] = np.where(inf, 0.5 + theta_offset, np.nan)
+    for task, strategy in stuck:
+        if task == "influence":
+            at = (pair == (task, strategy)).to_numpy()
+            runs.loc[at, "theta"], runs.loc[at, "theta_star"] = 0.5, -0.05
     return runs
 
 
@@ -427,6 +478,9 @@ AUDITS = {  # name: (with_audit kwargs, lr grid kwargs, anchor table or None)
     "two rates, diverged anchor": (dict(clip_fraction=0.1), dict(rates=(0.01, 0.02), pick=0),
                                    _anchor_table(diverged=True)),
     "no records": (None, None, None),
+    "never improved, blew up, at chance": (dict(stuck=[("influence", "regular"), ("recall", "randomized-power")],
+                                                near=[("recall", "randomized-constant")]),
+                                           dict(pick=1), _anchor_table()),
 }
 
 
@@ -440,24 +494,46 @@ def test_every_audit_sentence_holds(tmp_path, audit):
     tables = tmp_path / "tables"
     if grid is not None:
         write_csv(tables / "lr_choices.csv", lr_choices(runs, **grid))
-        for name, df in audit_tables(runs, lr_choices(runs, **grid)).items():
+        # margins (near chance; the lr edges' steepness) only where the case needs them
+        margin = SETTINGS.margin if "at chance" in audit else None
+        audit_t = audit_tables(runs, lr_choices(runs, **grid), margin, curves)
+        for name, df in audit_t.items():
             write_csv(tables / f"{name}.csv", df)
     if anchor is not None:
         write_csv(tables / "anchor.csv", anchor)
-    _, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    v, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", prose))
     assert not re.search(r"\b(nan|inf|None)\b", text), re.findall(r".{60}\b(?:nan|inf|None)\b.{20}", text)
+    assert not re.search(r"\.[A-Z]", text)  # sentences joined without a space
+    if grid is not None:
+        # the headline partitions the runs: learned, stopped without learning, unconverged
+        conv = audit_t["convergence"]
+        head = re.search(r"Of the (\d+) runs that enter the verdict \(each grid point at its chosen "
+                         r"learning rate\), (\d+) converged after learning, (\d+) stopped without "
+                         r"learning and (\d+) did not converge\.", text)
+        n, learned, stopped, unconverged = map(int, head.groups())
+        assert (n, learned + stopped + unconverged) == (len(runs), len(runs))
+        assert (learned, stopped) == (conv["converged_learned"].sum(), conv["stopped_without_learning"].sum())
+        # the verdict's own status: the runs the audit calls failed are those it scores failed
+        status = V.status_table(runs, curves).set_index(["task", "strategy"])
+        assert (conv.set_index(["task", "strategy"])["failed_to_learn"] == status["failed_to_learn"]).all()
+        assert ("did not learn" in text) == bool(conv["not_learned"].sum())
+        assert ("blew up" in text) == bool(conv["blew_up"].sum())
     assert "d2l reports a validation perplexity of ≈ 7.2 and a training perplexity of ≈ 6.2" in text
     if audit == "clean":
         assert "validation perplexity 7.5 (d2l ≈ 7.2)" in text and "within 10% of it" in text
-        assert "Every run converged" in text and "involve a run that did not converge" not in text
+        assert "Every run stopped improving within its budget" in text
+        assert "involve a run that did not converge" not in text
+        assert f"{len(runs)} converged after learning, 0 stopped without learning" in text
+        assert "best checkpoint is the initialization in" not in text
         assert "clipping never fired on randomized truncation" in text and "is biased" not in text
         assert "Here τ̄ = τ matched the realised costs" in text and "not at matched" not in text
         assert "0 chose the lowest rate" in text and "Every chosen rate is bracketed" in text
         assert "10 of 10 runs at θ* (within 0.1%), 0 above, 0 below" in text
     if audit == "referee's worries":
         assert "more than 10% of it, after 10 of d2l's 1000 updates" in text
-        assert "and 2 did not" in text and "regular 90% (9 of 10)" in text
+        assert "stopped without learning and 2 did not converge" in text
+        assert "regular 9 of 10 converged after learning, 1 did not converge" in text
         assert "2 of its 2 comparisons involve a run that did not converge" in text  # recall
         assert "fired on 95% of randomized truncation's updates" in text and "is biased" in text
         assert "cuts matched in 1 of 2" in text and "not at matched realised cost" in text
@@ -467,6 +543,37 @@ def test_every_audit_sentence_holds(tmp_path, audit):
     if audit == "two rates, diverged anchor":
         assert "The anchor run diverged" in text
         assert "no choice is bracketed" in text
+    if audit == "never improved, blew up, at chance":
+        conv = audit_t["convergence"].set_index(["task", "strategy"])
+        reg = conv.loc[("influence", "regular")]
+        assert (reg["converged"], reg["converged_learned"], reg["stopped_without_learning"]) == (SEEDS, 0, SEEDS)
+        assert (reg["failed_to_learn"], reg["never_improved"], reg["blew_up"], reg["blew_up_from_init"]) == \
+            (SEEDS, SEEDS, SEEDS, SEEDS)
+        power, constant = conv.loc[("recall", "randomized-power")], conv.loc[("recall", "randomized-constant")]
+        assert (power["failed_to_learn"], power["never_improved"], power["blew_up"]) == (SEEDS, SEEDS, 0)
+        assert (constant["failed_to_learn"], constant["near_chance"], constant["never_improved"]) == (0, SEEDS, 0)
+        assert constant["stopped_without_learning"] == SEEDS and constant["converged"] == SEEDS
+        assert (conv.drop(index=[("influence", "regular"), ("recall", "randomized-power"),
+                                 ("recall", "randomized-constant")])["not_learned"] == 0).all()
+        n = len(runs)
+        assert f"{n - 3 * SEEDS} converged after learning, {3 * SEEDS} stopped without learning and 0 did not" in text
+        assert (f"In all, {3 * SEEDS} runs did not learn: {2 * SEEDS} are not better than chance" in text
+                and f"{SEEDS} other runs beat chance (or their start) by no more than" in text)
+        assert f"{2 * SEEDS} of the {3 * SEEDS} never improved at all" in text
+        assert f"{SEEDS} runs blew up (influence regular {SEEDS})" in text
+        assert (f"regular 0 of {SEEDS} converged after learning, {SEEDS} stopped without learning "
+                f"({SEEDS} scored failed to learn); {SEEDS} never improved on their initialization; "
+                f"{SEEDS} blew up ({SEEDS} from their initialization") in text
+        assert "the way truncation's wrong-sign gradient leads on this task" in text
+        # the θ section: regular's θ is its initialization, and its loss grew from there
+        theta = audit_t["influence_theta"].set_index("strategy")
+        assert theta.loc["regular", "best_at_init"] == SEEDS and theta.loc["full", "best_at_init"] == 0
+        assert (f"regular (τ = 4): best checkpoint is the initialization in {SEEDS} of {SEEDS} seeds "
+                "(θ = 0.5, against θ* = -0.05); by the end its loss had grown to 1e4 (from 10 at "
+                "initialization): it followed the wrong-sign gradient away from θ*") in text
+        assert text.count("best checkpoint is the initialization in") == 1
+        # the verdict is unchanged: it scores what it scored before
+        assert (v.set_index(["task", "schedule"]).loc[("influence", "constant"), "regular_failed"] == SEEDS)
     if audit == "no records":
         assert "The anchor was not run" in text and "No convergence record" in text
         assert "No clipping record" in text and "No realised-cost record" in text

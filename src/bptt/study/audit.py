@@ -6,7 +6,28 @@ that the report shows and words conditionally:
 
 * ``convergence_table`` / ``unconverged_runs`` — did every run stop improving?
   (``converged`` as training recorded it: under ``converge_tol`` relative improvement
-  over the last ``converge_window`` of the budget, or stopped by patience);
+  over the last ``converge_window`` of the budget, or stopped by patience).  Stopping
+  to improve is not learning: a run that never improved also stops by patience.  So
+  the table splits the converged runs into ``converged_learned`` and
+  ``stopped_without_learning``, with the verdict's own run status
+  (``verdict.scored_metric``) and the best checkpoint:
+
+  - ``diverged`` / ``failed_to_learn``: the verdict's status (non-finite; final metric
+    not better than chance, or than at initialization where the task has no chance
+    level — the verdict scores these as failed);
+  - ``never_improved``: best checkpoint is the initialization (``best_update`` 0),
+    whatever the status (overlaps ``failed_to_learn``);
+  - ``near_chance``: status ok, but the metric beats chance (or the start) by no more
+    than the task's equivalence margin (0 where no margins are given);
+  - ``not_learned``: trained (not diverged) runs in any of the three;
+    ``converged_learned`` = converged and learned, ``stopped_without_learning`` =
+    converged and not learned or diverged, so ``converged_learned +
+    stopped_without_learning + unconverged + not_recorded = runs``;
+  - ``blew_up``: a lower-is-better metric (loss, perplexity) whose last validation
+    value is more than ``BLOW_UP`` times its best (the verdict judges the best
+    checkpoint, so this is invisible in its scores); ``blew_up_from_init``: of
+    those, the runs whose best checkpoint is the initialization (the metric only
+    grew from its initial value);
 * ``clipping_table`` — how often gradient-norm clipping fired.  A clipped update is
   rescaled to the threshold, so where clipping fires on randomized truncation it
   shrinks exactly its heavy-tailed large estimates and the estimator is no longer
@@ -14,7 +35,11 @@ that the report shows and words conditionally:
 * ``costs_table`` — realised cuts per update, peak stored steps and backward steps of
   each randomized schedule beside regular(τ) at τ̄ = τ: is "matched" true?
 * ``influence_table`` — the trained θ against the optimum θ* (the loss alone hides
-  on which side of θ* a run ended);
+  on which side of θ* a run ended), with ``best_at_init`` (seeds whose best checkpoint
+  is the initialization: their θ is θ's initial value, not where training took it)
+  and the range of the best and of the last validation loss (``best_val_min`` ..
+  ``final_val_max``): where the last exceeds the best, θ moved on to a higher loss;
+  the influence loss is quadratic in θ, so it ended farther from θ* than its best;
 * ``lr_edges_table`` — per task and strategy, how often the chosen learning rate
   sits at the lower or upper edge of its grid.
 
@@ -47,19 +72,78 @@ def _has(runs, *cols):
     return all(c in runs and runs[c].notna().any() for c in cols)
 
 
-def convergence_table(runs):
-    """Per (task, strategy): runs, converged, unconverged, not recorded, share converged."""
-    cols = ["task", "strategy", "runs", "converged", "unconverged", "not_recorded", "share_converged"]
+BLOW_UP = 10.0
+"""A run blew up when its last validation metric (lower is better) ended more than this
+many times its best."""
+
+
+def _learning(runs, curves=None, margin=None):
+    """Per run (aligned with ``runs``): status, never improved, near chance, blew up."""
+    from .verdict import scored_metric  # the verdict imports this module
+
+    r = runs.reset_index(drop=True)
+    if curves is None or "update" not in curves:  # no metric at initialization
+        keys = ["task", "cell", "T", "strategy", "tau", "seed"]
+        curves = r[keys].iloc[:0].assign(update=pd.Series(dtype=np.int64), val_metric=pd.Series(dtype=float))
+    scored = scored_metric(r, curves)
+    status = scored["status"].to_numpy()
+    trained = status != "diverged"
+    best = pd.to_numeric(r["best_update"], errors="coerce") if "best_update" in r else pd.Series(np.nan, r.index)
+    never = trained & (best == 0).to_numpy()
+    higher = scored["higher_is_better"].astype(bool).to_numpy()
+    near = np.zeros(len(r), dtype=bool)
+    if margin is not None:
+        chance = scored["chance"].astype(np.float64).to_numpy()
+        ref = np.where(np.isfinite(chance), chance, scored["init_metric"].to_numpy(dtype=np.float64))
+        metric = scored["metric"].to_numpy(dtype=np.float64)
+        for i in np.flatnonzero((status == "ok") & np.isfinite(ref)):
+            m = margin(r["task"].iloc[i])
+            if m.scale == "relative":
+                beats = metric[i] > ref[i] * (1 + m.value) if higher[i] else metric[i] < ref[i] / (1 + m.value)
+            else:
+                beats = metric[i] > ref[i] + m.value if higher[i] else metric[i] < ref[i] - m.value
+            near[i] = not beats
+    blew = np.zeros(len(r), dtype=bool)
+    if "final_val_metric" in r and "best_val_metric" in r:
+        last = pd.to_numeric(r["final_val_metric"], errors="coerce").to_numpy(dtype=np.float64)
+        top = pd.to_numeric(r["best_val_metric"], errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            blew = trained & ~higher & np.isfinite(last) & np.isfinite(top) & (top > 0) & (last > BLOW_UP * top)
+    return pd.DataFrame({"diverged": ~trained, "failed": status == "failed-to-learn", "never": never,
+                         "near": near, "blew": blew})
+
+
+def convergence_table(runs, curves=None, margin=None):
+    """Per (task, strategy): converged (after learning, or without), unconverged, no record,
+    and why runs did not learn (see the module doc for each column).
+
+    ``curves`` (update-0 evaluations) give the metric at initialization the verdict
+    compares a task without chance level with; ``margin`` (task -> Margin) enables
+    ``near_chance``."""
+    cols = ["task", "strategy", "runs", "converged", "unconverged", "not_recorded", "share_converged",
+            "converged_learned", "stopped_without_learning", "diverged", "failed_to_learn",
+            "never_improved", "near_chance", "not_learned", "blew_up", "blew_up_from_init"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
+    runs = runs.reset_index(drop=True)
     flag = as_flag(runs["converged"]) if "converged" in runs else pd.Series(pd.NA, index=runs.index,
                                                                                dtype="boolean")
-    df = runs[["task", "strategy"]].assign(_c=flag.fillna(False).to_numpy(),
-                                           _u=(flag == False).fillna(False).to_numpy(),  # noqa: E712
-                                           _n=flag.isna().to_numpy())
+    how = _learning(runs, curves, margin)
+    conv = flag.fillna(False).to_numpy(dtype=bool)
+    not_learned = ~how["diverged"] & (how["failed"] | how["never"] | how["near"])
+    bad = (not_learned | how["diverged"]).to_numpy()
+    df = runs[["task", "strategy"]].assign(
+        _c=conv, _u=(flag == False).fillna(False).to_numpy(dtype=bool),  # noqa: E712
+        _n=flag.isna().to_numpy(dtype=bool), _cl=conv & ~bad, _sw=conv & bad,
+        _d=how["diverged"].to_numpy(), _f=how["failed"].to_numpy(), _nv=how["never"].to_numpy(),
+        _nc=how["near"].to_numpy(), _nl=not_learned.to_numpy(), _b=how["blew"].to_numpy(),
+        _bi=(how["blew"] & how["never"]).to_numpy())
     t = df.groupby(["task", "strategy"], sort=True).agg(
         runs=("_c", "size"), converged=("_c", "sum"), unconverged=("_u", "sum"),
-        not_recorded=("_n", "sum")).reset_index()
+        not_recorded=("_n", "sum"), converged_learned=("_cl", "sum"),
+        stopped_without_learning=("_sw", "sum"), diverged=("_d", "sum"), failed_to_learn=("_f", "sum"),
+        never_improved=("_nv", "sum"), near_chance=("_nc", "sum"), not_learned=("_nl", "sum"),
+        blew_up=("_b", "sum"), blew_up_from_init=("_bi", "sum")).reset_index()
     recorded = t["converged"] + t["unconverged"]
     t["share_converged"] = np.where(recorded > 0, t["converged"] / recorded.where(recorded > 0, 1), np.nan)
     return t[cols]
@@ -162,7 +246,8 @@ def influence_table(runs):
     others, by side."""
     cols = ["cell", "T", "strategy", "tau", "seeds", "theta_star", "theta_mean", "theta_min",
             "theta_max", "theta_minus_star_mean", "abs_error_mean", "runs_at", "runs_above",
-            "runs_below"]
+            "runs_below", "best_at_init", "best_val_min", "best_val_max", "final_val_min",
+            "final_val_max"]
     if runs.empty or not _has(runs, "theta", "theta_star"):
         return pd.DataFrame(columns=cols)
     inf = runs[runs["theta"].notna() & runs["theta_star"].notna()]
@@ -170,6 +255,9 @@ def influence_table(runs):
         return pd.DataFrame(columns=cols)
     d = inf.assign(_d=inf["theta"] - inf["theta_star"])
     d["_e"] = d["_d"]
+    d["_b0"] = (pd.to_numeric(d["best_update"], errors="coerce") == 0) if "best_update" in d else False
+    d["_bv"] = pd.to_numeric(d["best_val_metric"], errors="coerce") if "best_val_metric" in d else np.nan
+    d["_fv"] = pd.to_numeric(d["final_val_metric"], errors="coerce") if "final_val_metric" in d else np.nan
     d["_d"] = d["_d"].where(d["_d"].abs() > AT_OPTIMUM * d["theta_star"].abs(), 0.0)
     t = d.groupby(["cell", "T", "strategy", "tau"], sort=True).agg(
         seeds=("seed", "nunique"), theta_star=("theta_star", "first"), theta_mean=("theta", "mean"),
@@ -177,7 +265,9 @@ def influence_table(runs):
         abs_error_mean=("_e", lambda x: float(np.abs(x).mean())),
         runs_at=("_d", lambda x: int((x == 0).sum())),
         runs_above=("_d", lambda x: int((x > 0).sum())),
-        runs_below=("_d", lambda x: int((x < 0).sum()))).reset_index()
+        runs_below=("_d", lambda x: int((x < 0).sum())),
+        best_at_init=("_b0", "sum"), best_val_min=("_bv", "min"), best_val_max=("_bv", "max"),
+        final_val_min=("_fv", "min"), final_val_max=("_fv", "max")).reset_index()
     return t[cols]
 
 
@@ -231,8 +321,8 @@ def lr_edges_table(choices, margin=None):
     return t[cols]
 
 
-def audit_tables(runs, choices, margin=None):
+def audit_tables(runs, choices, margin=None, curves=None):
     """The audit's tables by name (``bptt.study.names.VERDICT_TABLES``' last six)."""
-    return {"convergence": convergence_table(runs), "unconverged": unconverged_runs(runs),
+    return {"convergence": convergence_table(runs, curves, margin), "unconverged": unconverged_runs(runs),
             "clipping": clipping_table(runs), "costs": costs_table(runs),
             "influence_theta": influence_table(runs), "lr_edges": lr_edges_table(choices, margin)}

@@ -108,7 +108,7 @@ def cmd_verdict(args):
     write_csv(out / "findings.csv", findings_table(v, reasons, runs, curves, settings))
     write_csv(out / "run_status.csv", status_table(runs, curves))
     choices = pd.read_csv(t / "lr_choices.csv") if (t / "lr_choices.csv").exists() else None
-    for name, table in audit_tables(runs, choices, settings.margin).items():
+    for name, table in audit_tables(runs, choices, settings.margin, curves).items():
         write_csv(out / f"{name}.csv", table)
 
 

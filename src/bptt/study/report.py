@@ -154,6 +154,11 @@ def _audit(t, runs):
     conv = _read(t, "convergence")
     out["converged_total"] = {k: int(conv[k].sum()) if conv is not None else 0
                               for k in ("runs", "converged", "unconverged", "not_recorded")}
+    # learning apart from stopping (None: tables that predate the split)
+    out["converged_total"] |= {k: (int(conv[k].sum()) if conv is not None and k in conv else None)
+                               for k in ("converged_learned", "stopped_without_learning", "diverged",
+                                         "failed_to_learn", "never_improved", "near_chance",
+                                         "not_learned", "blew_up", "blew_up_from_init")}
     costs = _read(t, "costs")
     out["costs_summary"] = costs_summary(costs) if costs is not None and len(costs) else []
     clip = _read(t, "clipping")
