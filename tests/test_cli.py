@@ -133,3 +133,32 @@ def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
                                                            "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_split_travels_from_the_command_line_to_the_runs_table(tmp_path, capsys):
+    from bptt.study.tables import load_runs
+
+    runs = {}
+    for split in ("d2l", "book"):
+        run = runs[split] = tmp_path / split
+        assert main(["train", "--task", "timemachine", "--split", split, "--hidden", "8", "--seq-len", "8",
+                     "--batch-size", "8", "--updates", "4", "--eval-every", "2", "--out", str(run),
+                     "--quiet"]) == 0
+        final = json.loads((run / "final.json").read_text())
+        assert final["config"]["split"] == final["data"]["split"] == split
+    table, _ = load_runs([runs[s] / "final.json" for s in ("d2l", "book")])
+    by_split = table.set_index("split")
+    assert by_split.loc["d2l", "train_characters"] == 10_032
+    assert by_split.loc["book", "train_characters"] == 138_742
+    assert by_split.loc["book", "test_characters"] == 17_343
+    out = tmp_path / "g.csv"
+    assert main(["gradstats", "--task", "timemachine", "--split", "book", "--hidden", "8", "--seq-len", "8",
+                 "--batch-size", "4", "--checkpoint", str(runs["book"] / "params.npz"),
+                 "--estimators", "regular:2", "--samples", "2", "--batches", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    corpus = tmp_path / "corpus.json"
+    assert main(["corpus", "--split", "book", "--out", str(corpus)]) == 0
+    assert json.loads(corpus.read_text())["train_characters"] == 138_742
+    with pytest.raises(SystemExit):
+        main(["train", "--split", "paper", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'paper' (choose from 'd2l', 'book')" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_run_config_defaults_are_the_schemas():
     run = asdict(RunConfig())
     shared = {**schema_defaults("task_defaults"), **schema_defaults("training")}
     compared = {k: (v, run[k]) for k, v in shared.items() if k in run}
-    assert "updates" in compared and "eval_every" in compared
+    assert "updates" in compared and "eval_every" in compared and "split" in compared
     assert {k: pair for k, pair in compared.items() if pair[0] != pair[1]} == {}
 
 
@@ -36,8 +36,15 @@ def test_train_command_defaults_are_run_configs():
     cli = command_defaults("train", "--out", "run")
     run = asdict(RunConfig())
     compared = {k: (cli[k], v) for k, v in run.items() if k in cli}
-    assert len(compared) >= 15
+    assert len(compared) >= 15 and "split" in compared
     assert {k: pair for k, pair in compared.items() if pair[0] != pair[1]} == {}
+
+
+@pytest.mark.parametrize("argv", [["train", "--out", "run"],
+                                  ["gradstats", "--estimators", "full", "--out", "g.csv"],
+                                  ["corpus", "--out", "c.json"]])
+def test_every_command_that_builds_the_corpus_has_the_schemas_split(argv):
+    assert command_defaults(*argv)["split"] == schema_defaults("task_defaults")["split"] == "d2l"
 
 
 @pytest.mark.parametrize("section,argv", [

@@ -129,6 +129,10 @@ def merged(base, change):
         ({"taus": [1]}, "taus", "τ̄ >= 2"),
         ({"strategies": ["regular", "randomized"]}, "gradstats.checkpoints", "add full"),
         ({"study": "../elsewhere"}, "study", "does not match"),
+        ({"tasks": {"recall": {"split": "book"}}}, "tasks.recall.split",
+         "only the timemachine task has a corpus split"),
+        ({"tasks": {"timemachine": {"split": "paper"}}}, "tasks.timemachine.split",
+         "is not one of ['d2l', 'book']"),
     ],
 )
 def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path, change, key, words):
@@ -171,6 +175,36 @@ def _walk(schema, path=""):
         yield f"{path}{name}", sub
         if sub.get("type") == "object" and "properties" in sub:
             yield from _walk(sub, f"{path}{name}.")
+
+
+def planned_commands(text, command):
+    """The ``python -m bptt <command>`` lines of a ``snakemake -n -p`` plan."""
+    return re.findall(rf"python -m bptt {command} .*", text)
+
+
+@pytest.mark.parametrize("configfile,change,split", [
+    ("config/smoke.yaml", {"tasks": {"timemachine": {"split": "book"}}}, "book"),
+    ("config/smoke.yaml", {}, "d2l"),
+    ("config/paper.yaml", {}, "book"),  # the cluster grid trains on the whole book
+])
+def test_the_timemachine_split_reaches_every_command_that_builds_the_corpus(tmp_path, configfile, change,
+                                                                            split):
+    wd = workdir(tmp_path)
+    cfg = merged(yaml.safe_load((wd / configfile).read_text()), change)
+    (wd / "config/split.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    out = snakemake(wd, "--configfile", "config/split.yaml", "-n", "-p")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [f"--split {split} " in c for c in planned_commands(out.stdout, "corpus")] == [True]
+    for command in ("train", "gradstats"):
+        lm = [c for c in planned_commands(out.stdout, command) if "--task timemachine " in c]
+        assert lm and all(f"--task timemachine --split {split} " in c for c in lm), command
+    # the d2l anchor stays on d2l's split whatever the study's language model uses
+    assert all("--split" not in c for c in planned_commands(out.stdout, "anchor"))
+
+
+def test_default_study_keeps_d2ls_split():
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert "split" not in cfg["tasks"]["timemachine"] and "split" not in cfg["task_defaults"]
 
 
 def test_schema_documents_every_key():

@@ -136,3 +136,99 @@ def test_influence_sensitivity_changes_sign():
 def test_unknown_task_lists_valid_ones():
     with pytest.raises(ValueError, match="timemachine, recall, influence"):
         make_task("copy")
+
+
+def test_timemachine_d2l_split_is_the_default_and_unchanged():
+    default, d2l = make_task("timemachine"), make_task("timemachine", split="d2l")
+    assert default.split == d2l.split == "d2l" and default.describe() == d2l.describe()
+    assert data.CORPUS_SPLITS["d2l"] is data.SPLIT_CHARS  # the constants d2l's blocks come from
+    assert data.SPLIT_CHARS == {"train": 10_032, "val": 5_032, "test": 5_032}
+    start = 0
+    for s in data.SPLITS:  # today's blocks: SPLIT_CHARS laid end to end from character 0
+        np.testing.assert_array_equal(d2l.split_ids[s], d2l.corpus[start : start + data.SPLIT_CHARS[s]])
+        assert d2l.split_start[s] == start
+        start += data.SPLIT_CHARS[s]
+    described = d2l.describe()
+    assert described["split"] == "d2l" and described["train_characters"] == 10_032
+    assert (described["val_start"], described["test_start"]) == (10_032, 15_064)
+
+
+def test_timemachine_book_split_covers_the_book_in_disjoint_consecutive_blocks():
+    task = make_task("timemachine", split="book")
+    sizes = data.BOOK_SPLIT_CHARS
+    assert sizes == {"train": 138_742, "val": 17_343, "test": 17_343}
+    assert sum(sizes.values()) == len(task.corpus) == data.CORPUS_CHARACTERS
+    # 80% / 10% / 10% of the book, each within one character
+    for s, share in zip(data.SPLITS, (0.8, 0.1, 0.1)):
+        assert abs(sizes[s] - share * len(task.corpus)) < 1
+    starts = [task.split_start[s] for s in data.SPLITS]
+    ends = [start + len(task.split_ids[s]) for start, s in zip(starts, data.SPLITS)]
+    assert starts == [0, 138_742, 156_085] and ends == [138_742, 156_085, 173_428]
+    assert starts[1:] == ends[:-1]  # consecutive and disjoint, no gap
+    for s, start, end in zip(data.SPLITS, starts, ends):
+        assert len(task.split_ids[s]) == sizes[s]
+        np.testing.assert_array_equal(task.split_ids[s], task.corpus[start:end])
+    described = task.describe()
+    assert described["split"] == "book"
+    assert {k: described[f"{k}_characters"] for k in data.SPLITS} == sizes
+    assert task.windows_per_epoch(32) == 138_742 - 32
+
+
+@pytest.mark.parametrize("T", [8, 33])
+def test_timemachine_book_windows_lie_inside_their_block(T):
+    task = make_task("timemachine", split="book")
+    corpus = task.corpus
+    rng = np.random.default_rng(0)
+
+    def offsets(X, Y, split):
+        """Where each window (T + 1 characters) starts in its block; checks the characters."""
+        ids = task.split_ids[split]
+        windows = np.vstack([X, Y[-1:]]).T  # (B, T + 1)
+        table = np.lib.stride_tricks.sliding_window_view(ids, T + 1)
+        found = []
+        for w in windows:
+            (hit,) = np.nonzero((table == w).all(axis=1))
+            assert len(hit), f"a {split} window is not inside the {split} block"
+            found.append(hit[0])
+        return np.array(found)
+
+    X, Y, _ = task.batch(rng, 64, T)  # training windows: inside the train block
+    assert offsets(X, Y, "train").max() + T + 1 <= len(task.split_ids["train"])
+    X, Y, _ = next(task.batches(rng, 64, T))
+    offsets(X, Y, "train")
+    for split in data.SPLITS:  # evaluation tiles: their first and last windows in the block
+        X, Y, _ = task.eval_set(T, None, split)
+        start, ids = task.split_start[split], task.split_ids[split]
+        np.testing.assert_array_equal(X[:, 0], corpus[start : start + T])
+        last = (X.shape[1] - 1) * T
+        np.testing.assert_array_equal(Y[:, -1], ids[last + 1 : last + T + 1])
+        assert last + T + 1 <= len(ids)
+
+
+def test_unknown_timemachine_split_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown split 'paper'; valid splits: d2l, book"):
+        make_task("timemachine", split="paper")
+    with pytest.raises(ValueError, match="bad parameters"):  # recall has no split
+        make_task("recall", split="book")
+
+
+def test_long_blocks_are_evaluated_in_chunks_with_the_same_loss():
+    """train.evaluate: the book's blocks in chunks (their weighted mean is the block's loss);
+    d2l's blocks, at every T, in one pass exactly as before."""
+    from bptt.engine import estimators as E
+    from bptt.study.train import evaluate
+
+    book, d2l = make_task("timemachine", split="book"), make_task("timemachine")
+    model = book.make_model("tanh", 8)
+    rng = np.random.default_rng(0)
+    thetas = np.stack([model.flatten(model.init(rng)) for _ in range(2)])
+    for T in (7, 32):
+        for split in data.SPLITS:  # d2l: identical to one pass
+            s = d2l.eval_set(T, None, split)
+            assert s[2].size <= d2l.eval_chunk_tokens
+            np.testing.assert_array_equal(evaluate(d2l, model, thetas, s)[0], E.group_evaluate(model, thetas, *s)[0])
+    s = book.eval_set(16, None, "val")
+    assert s[2].size > book.eval_chunk_tokens
+    chunked, outputs = evaluate(book, model, thetas, s)
+    np.testing.assert_allclose(chunked, E.group_evaluate(model, thetas, *s)[0], rtol=1e-12)
+    assert outputs is None and chunked.shape == (2,)

@@ -629,3 +629,25 @@ def test_an_edge_choice_counts_as_steep_only_beyond_the_margin():
     assert t.loc["regular", "at_high_edge"] == 1 and t.loc["regular", "edge_steep"] == 1
     assert t.loc["randomized-constant", "at_high_edge"] == 1 and t.loc["randomized-constant", "edge_steep"] == 0
     assert lr_edges_table(pd.DataFrame(rows))["edge_steep"].isna().all()  # no margins: not judged
+
+
+@pytest.mark.parametrize("split,sizes,words", [
+    ("d2l", (10_032, 5_032, 5_032), "trained on 10,032 characters (d2l's split: the first 20,096 characters"),
+    ("book", (138_742, 17_343, 17_343), "trained on 138,742 characters (the whole book, split 80/10/10)"),
+])
+def test_report_states_the_language_models_training_block(tmp_path, monkeypatch, split, sizes, words):
+    """The report says which split the language model used, with sizes from the runs table."""
+    runs, curves = make_runs({task: {"randomized-constant": lambda r, s: r} for task in TASKS})
+    lm = runs["task"] == "timemachine"
+    runs["split"] = np.where(lm, split, None)
+    for name, n in zip(("train_characters", "val_characters", "test_characters"), sizes):
+        runs[name] = np.where(lm, n, np.nan)
+    monkeypatch.chdir(tmp_path)
+    _, prose = _render(tmp_path, runs, curves, make_gradstats(runs))
+    text = " ".join(re.sub(r"<[^>]+>", " ", prose).split())
+    assert words in text
+    assert f"validated on the next {sizes[1]:,} and tested on the {sizes[2]:,} after them" in text
+    assert ("regularization-dominated regime" in text) == (split == "d2l")
+    assert ("trained on 10,032 characters (d2l's split, section 2)" in text) == (split == "d2l")
+    assert ("not the split of this study's language-model runs" in text) == (split != "d2l")
+    assert not re.search(r"\b(nan|None)\b", text)

@@ -198,6 +198,26 @@ def _check_lags(cfg):
 _check_lags(config)
 
 
+def _check_split(cfg):
+    """Early error for a corpus split set on a task that has no corpus."""
+    for task, given in (cfg["tasks"] or {}).items():
+        if task != "timemachine" and "split" in (given or {}):
+            _key_error(
+                f"tasks.{task}.split",
+                "only the timemachine task has a corpus split (d2l or book)",
+            )
+
+
+_check_split(config)
+
+
+def timemachine_split():
+    """The study's timemachine corpus split (the documented default without timemachine)."""
+    if "timemachine" in config["tasks"]:
+        return task_settings("timemachine")["split"]
+    return DOCUMENTED_TASK_DEFAULTS["split"]
+
+
 def strategies(kinds):
     """{strategy: (kind, schedule, schedule parameters)}; randomized: one per schedule."""
     out = {}
@@ -329,7 +349,8 @@ def estimator_spec(strategy, tau):
 def task_args(task, cell, T):
     s = task_settings(task)
     return (
-        f"--task {task} --lag {task_lag(task, T)} --alphabet {s['alphabet']} --units {s['units']} "
+        f"--task {task} --split {s['split']} --lag {task_lag(task, T)} "
+        f"--alphabet {s['alphabet']} --units {s['units']} "
         f"--positive {s['positive']} --cell {cell} --hidden {s['hidden']} --seq-len {T} "
         f"--batch-size {s['batch_size']}"
     )

@@ -8,5 +8,7 @@ rule corpus:
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        split=timemachine_split(),
     shell:
-        "python -m bptt corpus --out {output} > {log} 2>&1"
+        "python -m bptt corpus --split {params.split} --out {output} > {log} 2>&1"

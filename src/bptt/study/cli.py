@@ -16,9 +16,18 @@ from pathlib import Path
 import numpy as np
 
 
+def _split_option(p):
+    from .data import CORPUS_SPLITS
+
+    p.add_argument("--split", default="d2l", choices=list(CORPUS_SPLITS),
+                   help="timemachine: the corpus blocks (train, validation, test): d2l (d2l's "
+                        "10,032 / 5,032 / 5,032 characters) or book (the whole book, 80/10/10%%)")
+
+
 def _task_options(p):
     g = p.add_argument_group("task")
     g.add_argument("--task", default="timemachine", help="timemachine | recall | influence")
+    _split_option(g)
     g.add_argument("--lag", type=int, default=10, help="recall: delay L between input and target")
     g.add_argument("--alphabet", type=int, default=8, help="recall: number of symbols")
     g.add_argument("--units", type=int, default=23, help="influence: number of units n")
@@ -56,6 +65,7 @@ def build_parser():
 
     p = sub.add_parser("corpus", help="verify the packaged Time Machine text and write its statistics",
                        formatter_class=fmt)
+    _split_option(p)
     p.add_argument("--out", required=True, help="JSON file with the corpus statistics")
 
     p = sub.add_parser(
@@ -149,7 +159,7 @@ def build_parser():
     return parser
 
 
-MODEL_KEYS = ("task", "lag", "alphabet", "units", "positive", "cell", "hidden", "seq_len", "batch_size")
+MODEL_KEYS = ("task", "split", "lag", "alphabet", "units", "positive", "cell", "hidden", "seq_len", "batch_size")
 
 
 def _run_config(cls, args, *extra):
@@ -161,7 +171,7 @@ def cmd_corpus(args):
     from .data import TimeMachine
     from .io import write_json
 
-    write_json(args.out, TimeMachine().describe())
+    write_json(args.out, TimeMachine(args.split).describe())
 
 
 PER_RUN = ("estimator", "lr", "clip", "seed")

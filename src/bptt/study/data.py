@@ -17,9 +17,9 @@ The tasks:
   preprocessing (28 tokens).  Origin: d2l's ``TimeMachine`` dataset
   (http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt); the text ships in the
   package and is checked against its sha1 at load, nothing is downloaded.  Three
-  disjoint blocks of consecutive characters (train, validation, test; see
-  ``TimeMachine``); training is epoch-style over every window of the train block,
-  evaluation covers a whole block.
+  disjoint blocks of consecutive characters (train, validation, test; d2l's sizes or
+  the whole book 80/10/10, see ``TimeMachine``); training is epoch-style over every
+  window of the train block, evaluation covers a whole block.
 - ``recall``: random symbols, target at t is the input at t - L; no loss before L.
   Training draws fresh sequences; validation and test are fixed seeded sets of
   ``n`` sequences (disjoint seeds).
@@ -52,6 +52,15 @@ SPLITS = ("train", "val", "test")
 # the characters of d2l's 10,000 training windows at T = 32, and validation and test
 # are the next two blocks of 5,032 characters (5,000 windows at T = 32 each).
 SPLIT_CHARS = {"train": 10_032, "val": 5_032, "test": 5_032}
+# The whole book (173,428 characters after preprocessing) in three consecutive blocks of
+# 80%, 10% and 10%: train = floor(0.8 x 173,428) = 138,742 characters (0.8 x 173,428 =
+# 138,742.4), validation = the next 17,343 (the nearest whole count to 10%), test = the
+# remaining 17,343.  The counts sum to the whole corpus (tests/test_tasks.py checks it).
+BOOK_SPLIT_CHARS = {"train": 138_742, "val": 17_343, "test": 17_343}
+# TimeMachine(split=...): which blocks, by name.  d2l: the first 20,096 characters with
+# d2l's sizes (the default, and the d2l anchor's); book: the whole book, 80/10/10.
+CORPUS_SPLITS = {"d2l": SPLIT_CHARS, "book": BOOK_SPLIT_CHARS}
+CORPUS_CHARACTERS = 173_428
 
 
 class CorpusError(ValueError):
@@ -98,6 +107,19 @@ def check_split(split):
     return split
 
 
+def check_corpus_split(split):
+    """The name of a timemachine split (``CORPUS_SPLITS``), or a ValueError listing them."""
+    if split not in CORPUS_SPLITS:
+        raise ValueError(f"timemachine: unknown split {split!r}; valid splits: {', '.join(CORPUS_SPLITS)}")
+    return split
+
+
+def split_starts(sizes):
+    """{split: first character}: the blocks of ``sizes`` laid end to end from 0, in SPLITS order."""
+    starts = np.cumsum([0] + [sizes[s] for s in SPLITS[:-1]])
+    return {s: int(start) for s, start in zip(SPLITS, starts)}
+
+
 class Task:
     name = "base"
     loss = "xent"
@@ -109,6 +131,9 @@ class Task:
     # True: the evaluation sets are samples whose size n the run chooses
     # (training.eval_sequences); False: eval_set(T, None, split) is the whole split
     sampled_eval_sets = False
+    # None: evaluation sets are scored in one pass; else a set of more tokens is scored
+    # in chunks of at most this many (train.evaluate; the metric must depend on the loss only)
+    eval_chunk_tokens = None
 
     def make_model(self, cell, hidden):
         return Model(cell, self.input_size, hidden, self.output_size, loss=self.loss)
@@ -136,9 +161,12 @@ class Task:
 class TimeMachine(Task):
     """Character LM on three disjoint blocks of consecutive characters.
 
-    The blocks (``SPLIT_CHARS``: train, validation, test, in this order from the start
-    of the book) do not depend on T, and every window lies inside one block, so no
-    character is ever seen in training and scored in evaluation.
+    The blocks (train, validation, test, in this order from the start of the book) are
+    named by ``split``: ``"d2l"`` (``SPLIT_CHARS``: 10,032 / 5,032 / 5,032 characters,
+    the first 20,096 of the book; the default) or ``"book"`` (``BOOK_SPLIT_CHARS``: the
+    whole book, 138,742 / 17,343 / 17,343 characters, i.e. 80/10/10%).  They do not
+    depend on T, and every window lies inside one block, so no character is ever seen
+    in training and scored in evaluation.
 
     Training (``batches``) is epoch-style, as d2l's DataLoader(shuffle=True): every
     window of T + 1 characters at every offset of the train block, in a fresh random
@@ -153,15 +181,16 @@ class TimeMachine(Task):
     name = "timemachine"
     metric_name = "perplexity"
     input_size = output_size = len(VOCAB)
+    # the book split's blocks (up to 138,742 characters) are scored in chunks no larger
+    # than d2l's largest block (10,032 characters), which is scored in one pass as before
+    eval_chunk_tokens = 10_240
 
-    def __init__(self):
+    def __init__(self, split="d2l"):
+        self.split = check_corpus_split(split)
         self.corpus = load_timemachine()
-        self.split_ids, start = {}, 0
-        for split in SPLITS:
-            self.split_ids[split] = self.corpus[start : start + SPLIT_CHARS[split]]
-            start += SPLIT_CHARS[split]
-        self.split_start = {s: int(sum(SPLIT_CHARS[x] for x in SPLITS[: SPLITS.index(s)]))
-                            for s in SPLITS}
+        self.split_start = split_starts(CORPUS_SPLITS[split])
+        self.split_ids = {s: self.corpus[self.split_start[s] : self.split_start[s] + n]
+                          for s, n in CORPUS_SPLITS[split].items()}
         self.chance = float(len(VOCAB) - 1)  # uniform over the 27 symbols that occur
 
     def _block(self, split, T):
@@ -216,6 +245,7 @@ class TimeMachine(Task):
     def describe(self):
         return {
             "task": self.name,
+            "split": self.split,
             "characters": int(len(self.corpus)),
             "vocabulary": len(VOCAB),
             **{f"{s}_characters": int(len(self.split_ids[s])) for s in SPLITS},

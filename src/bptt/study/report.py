@@ -128,6 +128,22 @@ def _read(t, name):
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
+def _corpus_splits(runs):
+    """[{split, train_characters, val_characters, test_characters}] of the language-model runs.
+
+    Read from the runs table (``tables.CORPUS_COLUMNS``, from each run's final.json); one
+    entry per split the timemachine runs used, none where the table records no split.
+    """
+    from .tables import CORPUS_COLUMNS
+
+    if not set(CORPUS_COLUMNS) <= set(runs.columns):
+        return []
+    lm = runs[(runs["task"] == "timemachine") & runs["split"].notna()]
+    blocks = lm[list(CORPUS_COLUMNS)].drop_duplicates().sort_values("split")
+    return [{"split": str(r["split"]), **{k: int(r[k]) for k in CORPUS_COLUMNS[1:]}}
+            for _, r in blocks.iterrows()]
+
+
 def _anchor(t, config):
     """The d2l anchor's row, d2l's reported numbers and the anchor's settings (None: not run)."""
     from .anchor import D2L_REPORTED, D2L_UPDATES, d2l_config
@@ -238,6 +254,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "n_runs": len(runs),
         "n_trained": int(lr["seeds"].sum()) if lr is not None else len(runs),
         "tasks": sorted(runs.task.unique()),
+        "corpus_splits": _corpus_splits(runs),
         "cells": sorted(runs.cell.unique()),
         "Ts": sorted(int(x) for x in runs["T"].unique()),
         "taus": sorted(float(x) for x in runs.tau.unique() if x > 0),

@@ -27,6 +27,17 @@ CONVERGENCE_COLUMNS = (
 )
 
 
+CORPUS_COLUMNS = ("split", "train_characters", "val_characters", "test_characters")
+
+
+def corpus_blocks(final):
+    """The corpus split of a timemachine run and its blocks' sizes in characters (others: NaN)."""
+    data = final.get("data") or {}
+    if "split" not in data:
+        return dict.fromkeys(CORPUS_COLUMNS, np.nan)
+    return {k: data[k] for k in CORPUS_COLUMNS}
+
+
 def load_runs(final_paths):
     """(runs, curves) DataFrames from a list of ``final.json`` paths."""
     runs, curves = [], []
@@ -60,6 +71,8 @@ def load_runs(final_paths):
             "clip": cfg.get("clip", np.nan),  # the threshold (0: no clipping) beside clip_fraction
             # recall's delay (several lags: recall_lags figure); other tasks have none
             "lag": cfg["lag"] if cfg["task"] == "recall" else np.nan,
+            # timemachine's corpus split and its blocks' sizes (other tasks: none)
+            **corpus_blocks(final),
             "path": str(path.parent),
         })
         curve = pd.read_csv(path.parent / "curve.csv")

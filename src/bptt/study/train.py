@@ -62,6 +62,7 @@ class RunConfig:
     """One training run. Task parameters only apply to their task."""
 
     task: str = "timemachine"
+    split: str = "d2l"  # timemachine: the corpus blocks, d2l (d2l's sizes) | book (80/10/10)
     lag: int = 10  # recall: delay L
     alphabet: int = 8  # recall: number of symbols
     units: int = 23  # influence: n
@@ -118,6 +119,7 @@ class RunConfig:
 
     def task_params(self):
         return {
+            "timemachine": {"split": self.split},
             "recall": {"lag": self.lag, "alphabet": self.alphabet},
             "influence": {"units": self.units, "positive": self.positive},
         }.get(self.task, {})
@@ -179,6 +181,30 @@ def eval_sets(task, T, n):
     """{split: (X, Y, mask)}: whole splits, or n sampled sequences where the task samples."""
     n = n if task.sampled_eval_sets else None
     return {split: task.eval_set(T, n, split) for split in ("train", "val", "test")}
+
+
+def evaluate(task, model, thetas, eval_set):
+    """Losses (R,) of the runs ``thetas`` on an evaluation set, and their class-major outputs.
+
+    A task with ``eval_chunk_tokens`` scores a set of more tokens than that in chunks of
+    whole windows (bounded memory: the forward pass of a group stores every state) and
+    returns their weighted mean loss, which is the set's loss, and no outputs (such a
+    task's metric is a function of the loss).  A smaller set, and every set of the
+    other tasks, is scored in one pass.
+    """
+    X, Y, mask = eval_set
+    limit = task.eval_chunk_tokens
+    if limit is None or mask.size <= limit:
+        return E.group_evaluate(model, thetas, X, Y, mask)
+    T, n = mask.shape
+    step = max(1, limit // T)
+    total, weight = 0.0, 0.0
+    for lo in range(0, n, step):
+        cols = slice(lo, lo + step)
+        losses, _ = E.group_evaluate(model, thetas, X[:, cols], Y[:, cols], mask[:, cols])
+        w = float(mask[:, cols].sum())
+        total, weight = total + losses * w, weight + w
+    return total / weight, None
 
 
 def improvement(before, after, higher_is_better):
@@ -294,13 +320,13 @@ def fit(cfgs, quiet=False):
         return their val losses."""
         sub = thetas if len(active) == R else thetas[active]
         with np.errstate(all="ignore"):
-            val_loss, val_out = E.group_evaluate(model, sub, *val_set)
-            train_loss, _ = E.group_evaluate(model, sub, *train_set)
+            val_loss, val_out = evaluate(task, model, sub, val_set)
+            train_loss, _ = evaluate(task, model, sub, train_set)
         now = time.perf_counter() - t0
         for i, r in enumerate(active):
             n = n_interval[r]
             vl, tl = float(val_loss[i]), float(train_loss[i])
-            vm = task.metric(vl, val_out[i], val_set[1], val_set[2])
+            vm = task.metric(vl, None if val_out is None else val_out[i], val_set[1], val_set[2])
             rows[r].append({
                 "update": update,
                 "tokens": tokens[r],
@@ -406,12 +432,13 @@ def fit(cfgs, quiet=False):
     best_thetas = np.stack([b[2] if b is not None else thetas[r] for r, b in enumerate(best)])
     test_set = sets["test"]
     with np.errstate(all="ignore"):
-        test_loss, test_out = E.group_evaluate(model, best_thetas, *test_set)
+        test_loss, test_out = evaluate(task, model, best_thetas, test_set)
     wall = time.perf_counter() - t0
     runs = []
     for r, cfg in enumerate(cfgs):
         test = {"test_loss": float(test_loss[r]),
-                "test_metric": float(task.metric(test_loss[r], test_out[r], test_set[1], test_set[2]))}
+                "test_metric": float(task.metric(test_loss[r], None if test_out is None else test_out[r],
+                                                 test_set[1], test_set[2]))}
         final = final_record(cfg, task, model, ests[r], rows[r], diverged_at[r], stopped_at[r],
                              best[r], test, tallies[r], clipped[r], tokens[r], fit_time[r], wall, R)
         runs.append(Run(final, rows[r], best_thetas[r].copy(), ckpts[r]))
@@ -443,6 +470,7 @@ def final_record(cfg, task, model, est, rows, diverged_at, stopped_at, best, tes
         "config": asdict(cfg),
         "task": cfg.task,
         "cell": model.cell,
+        "data": task.describe(),  # the task's data (timemachine: its split and block sizes)
         **est.identity(),  # estimator, spec, kind, strategy, tau, schedule, schedule_params
         "n_params": model.n_params,
         "metric_name": task.metric_name,
