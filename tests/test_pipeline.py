@@ -44,6 +44,7 @@ def job_count(output, rule):
 
 @pytest.mark.parametrize("args", [[], ["--configfile", "config/paper.yaml"],
                                   ["--configfile", "config/smoke.yaml"],
+                                  ["--configfile", "config/book.yaml"],
                                   ["--workflow-profile", "workflow/profiles/slurm"]])
 def test_dry_run_plans_the_jobs(tmp_path, args):
     out = snakemake(workdir(tmp_path), "-n", *args)
