@@ -97,12 +97,7 @@ def _learning(runs, curves=None, margin=None):
         ref = np.where(np.isfinite(chance), chance, scored["init_metric"].to_numpy(dtype=np.float64))
         metric = scored["metric"].to_numpy(dtype=np.float64)
         for i in np.flatnonzero((status == "ok") & np.isfinite(ref)):
-            m = margin(r["task"].iloc[i])
-            if m.scale == "relative":
-                beats = metric[i] > ref[i] * (1 + m.value) if higher[i] else metric[i] < ref[i] / (1 + m.value)
-            else:
-                beats = metric[i] > ref[i] + m.value if higher[i] else metric[i] < ref[i] - m.value
-            near[i] = not beats
+            near[i] = not margin(r["task"].iloc[i]).beats(metric[i], ref[i], higher[i])
     blew = np.zeros(len(r), dtype=bool)
     if "final_val_metric" in r and "best_val_metric" in r:
         last = pd.to_numeric(r["final_val_metric"], errors="coerce").to_numpy(dtype=np.float64)

@@ -279,8 +279,7 @@ def render_report(tables_dir, figures, captions_dir, config_path, out_path, benc
         "config_text": config_text,
         "versions": _versions(),
         "commit": _git_commit(),
-        "runtime": _runtime(benchmarks, runs, pd.read_csv(t / "runs_all.csv")
-                            if (t / "runs_all.csv").exists() else None),
+        "runtime": _runtime(benchmarks, runs, _read(t, "runs_all")),
         "max_wall": float(np.nanmax(runs.wall_time)) if len(runs) else 0.0,
         "tuning": _tuning(lr),
     }

@@ -55,7 +55,7 @@ import pandas as pd
 from . import stats
 from .audit import as_flag
 from .reasons import regularization
-from .tables import METRIC_COLUMNS, metric_column  # noqa: F401  (the verdict's metric)
+from .tables import metric_column
 
 SCALES = ("relative", "absolute")
 RUN_STATUS = ("ok", "diverged", "failed-to-learn")
@@ -78,6 +78,15 @@ class Margin:
     def on_test_scale(self):
         """δ on the scale of the per-seed effects the tests see."""
         return float(np.log1p(self.value)) if self.scale == "relative" else float(self.value)
+
+    def beats(self, value, reference, higher):
+        """Whether ``value`` is better than ``reference`` by more than the margin
+        (elementwise; ``higher``: higher is better).  NaN beats nothing."""
+        value, reference = np.asarray(value, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            if self.scale == "relative":
+                return np.where(higher, value > reference * (1 + self.value), value < reference / (1 + self.value))
+            return np.where(higher, value > reference + self.value, value < reference - self.value)
 
     def to_display(self, x):
         """Effects on the test scale back to the margin's units (ratio - 1 or metric units)."""
@@ -258,9 +267,7 @@ def _learned(runs, higher, margin):
         float(runs["score"].mean())
     if not np.isfinite(ref):
         return True
-    if margin.scale == "relative":
-        return mean > ref * (1 + margin.value) if higher else mean < ref / (1 + margin.value)
-    return mean > ref + margin.value if higher else mean < ref - margin.value
+    return bool(margin.beats(mean, ref, higher))
 
 
 def _notes(v, out):
@@ -391,22 +398,22 @@ def reasons_table(runs, gradstats, cosine_support, checkpoint="final"):
 
 
 def _reason_of_comparison(verdict, reasons):
-    """Each verdict row with the finding of each reason at its (task, cell, T, τ[, schedule])."""
+    """Each verdict row with the finding of each reason at its (task, cell, T, τ[, schedule]).
+
+    Reason 2 is read twice: for one update (``reason2``) and for the mean of a window of
+    W updates (``reason2w``, where the variance averages down and the bias does not)."""
     v = verdict.copy()
     key = ["task", "cell", "T", "tau"]
-    for k in (1, 2, 3):
-        r = reasons[(reasons["reason"] == k) & reasons["applicable"].astype(bool)]
+    applicable = reasons[reasons["applicable"].astype(bool)]
+    for name, k, column in ((1, 1, "supported"), (2, 2, "supported"), ("2w", 2, "supported_window"),
+                            (3, 3, "supported")):
+        if column not in applicable:
+            v[f"reason{name}"] = np.nan
+            continue
         on = key + (["schedule"] if k == 2 else [])
-        r = r[on + ["supported"]].drop_duplicates(on).rename(columns={"supported": f"reason{k}"})
+        r = applicable.loc[applicable["reason"] == k, on + [column]]
+        r = r.dropna(subset=[column]).drop_duplicates(on).rename(columns={column: f"reason{name}"})
         v = v.merge(r, on=on, how="left")
-    # reason 2 again, with each estimator averaged over a window of W updates ("2w")
-    r = reasons[(reasons["reason"] == 2) & reasons["applicable"].astype(bool)]
-    if "supported_window" in r:
-        on = key + ["schedule"]
-        r = r[on + ["supported_window"]].dropna(subset=["supported_window"]).drop_duplicates(on)
-        v = v.merge(r.rename(columns={"supported_window": "reason2w"}), on=on, how="left")
-    else:
-        v["reason2w"] = np.nan
     return v
 
 
